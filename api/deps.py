@@ -1,0 +1,38 @@
+"""Accessors for the app's collaborators, so views never build clients themselves."""
+
+from __future__ import annotations
+
+import hmac
+
+from celery import Celery
+from flask import abort, current_app, request
+
+from worker.registry import StreamRegistry
+from worker.settings import Settings
+
+SECRET_HEADER = "X-Livedub-Secret"
+
+
+def registry() -> StreamRegistry:
+    reg: StreamRegistry = current_app.extensions["livedub_registry"]
+    return reg
+
+
+def celery() -> Celery:
+    app: Celery = current_app.extensions["celery"]
+    return app
+
+
+def settings() -> Settings:
+    s: Settings = current_app.config["LIVEDUB"]
+    return s
+
+
+def require_secret() -> None:
+    """401 unless the request carries the shared secret (header, or ``?secret=`` for nginx-rtmp)."""
+    expected = current_app.config["HOOK_SECRET"]
+    if expected is None:
+        return
+    given = request.headers.get(SECRET_HEADER) or request.args.get("secret") or ""
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        abort(401, description="missing or wrong hook secret")

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from flask import Blueprint, jsonify
+
+from api.deps import registry
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/health")
+def health() -> Any:
+    try:
+        registry().r.ping()
+    except redis.RedisError as exc:
+        return jsonify(status="unavailable", redis=f"error: {type(exc).__name__}"), 503
+    return jsonify(status="ok", redis="ok")

@@ -1,0 +1,31 @@
+"""Thin tasks for the per-stream ingest job: arguments, routing, and the shutdown signal."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery.signals import worker_shutting_down
+
+from tasks import app
+from tasks.queues import STREAM_JOB_TASK
+from worker.runtime import build_stream_job
+
+log = logging.getLogger(__name__)
+SHUTDOWN = threading.Event()
+
+
+@worker_shutting_down.connect
+def _on_shutdown(**_: Any) -> None:
+    SHUTDOWN.set()
+
+
+@app.task(name=STREAM_JOB_TASK, ignore_result=False)
+def stream_job(stream_id: str, job_id: str) -> dict[str, Any]:
+    """Run one stream's ingest job until its input ends or it is stopped. Not acks_late: a long
+    job is not redelivered; a worker that dies is caught by the registry's heartbeat expiry."""
+    job = build_stream_job(stream_id, job_id, shutdown=SHUTDOWN)
+    outcome = job.run()
+    log.info("stream %s job %s: %s (%s)", stream_id, job_id, outcome.state, outcome.reason)
+    return {"state": outcome.state, "reason": outcome.reason, "segments": outcome.segments}

@@ -1,0 +1,129 @@
+"""The local stack as a user runs it: `livedub up`, a real publisher, real nginx-rtmp, workers."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from tests.support import local_stack, publish, wait_gone
+from worker.procs import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+HOOK = Path(__file__).resolve().parents[2] / "worker" / "scripts" / "mediamtx-hook.sh"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("stack") / "run"
+    with local_stack(run_dir) as s:
+        yield s
+    # Ctrl-C / SIGTERM stops every child: nothing of the stack is left.
+    assert s.proc.returncode == 0
+    assert wait_gone(s.processes(), 10) == []
+
+
+def test_publish_lifecycle_from_first_keyframe_to_ended(stack, video_8s):
+    seen = set()
+    pub = publish(video_8s, stack.state["rtmp_url"], "life1")
+    rec = wait_until(lambda: stack.stream("life1") if _ok(stack, "life1") else None, 10, 0.1, "registered")
+    seen.add(rec["state"])
+    rec = stack.wait_state("life1", {"live"}, 10)
+    seen.add(rec["state"])
+    assert pub.wait(30) == 0, pub.stderr.read()
+    rec = stack.wait_state("life1", {"ended", "failed"}, 30)
+    assert rec["state"] == "ended", rec["reason"]
+    assert rec["reason"] == "input ended"
+    assert {"live"} <= seen
+    assert rec["created_at"] <= rec["reader_connected_at"] <= rec["live_at"] <= rec["ended_at"]
+    segs = rec["segments"]
+    # 8 s at a keyframe every 2 s, cut at 6 s: two segments, and nothing lost from the first frame.
+    assert [s["sequence"] for s in segs] == [0, 1]
+    assert segs[0]["start_s"] == pytest.approx(0.0, abs=0.05)
+    assert segs[-1]["end_s"] == pytest.approx(8.0, abs=0.1)
+    assert rec["media_seconds"] == pytest.approx(8.0, abs=0.1)
+    for s in segs:
+        assert (stack.run_dir / "store" / s["file"]).stat().st_size > 0
+    listing = requests.get(f"{stack.api}/v1/streams", timeout=5).json()["streams"]
+    assert "life1" in {s["stream_id"] for s in listing}
+
+
+def _ok(stack, sid):
+    return requests.get(f"{stack.api}/v1/streams/{sid}", timeout=5).status_code == 200
+
+
+def test_operator_stop_ends_the_stream_and_its_reader(stack, video_20s):
+    pub = publish(video_20s, stack.state["rtmp_url"], "stop1")
+    try:
+        stack.wait_state("stop1", {"live"}, 10)
+        resp = requests.delete(f"{stack.api}/v1/streams/stop1",
+                               headers={"X-Livedub-Secret": stack.secret}, timeout=5)
+        assert resp.status_code == 202
+        rec = stack.wait_state("stop1", {"ended", "failed"}, 15)
+        assert rec["state"] == "ended" and rec["reason"] == "stopped by operator"
+        assert not [p for p in stack.processes() if "stop1" in " ".join(p.cmdline()) and "ffmpeg" in p.name()]
+    finally:
+        pub.kill()
+        pub.wait()
+
+
+def test_mediamtx_hook_script_drives_the_api(stack):
+    env = {**os.environ, "LIVEDUB_API_URL": stack.api, "LIVEDUB_HOOK_SECRET_FILE": stack.state["hook_secret_file"],
+           "MTX_PATH": "live/mtx1/in", "MTX_SOURCE_TYPE": "rtmpConn", "MTX_SOURCE_ID": "x&y=z",
+           "MTX_QUERY": "a=1&b=caf\u00e9"}
+    out = subprocess.run(["sh", str(HOOK), "ready"], env=env, capture_output=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    assert stack.stream("mtx1")["source"] == "mediamtx:rtmpConn"
+    out = subprocess.run(["sh", str(HOOK), "not-ready"], env=env, capture_output=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    assert stack.stream("mtx1")["state"] in ("draining", "ended", "failed")
+    bad = subprocess.run(["sh", str(HOOK), "ready"], env={**env, "LIVEDUB_HOOK_SECRET_FILE": "/dev/null"},
+                         capture_output=True, timeout=20)
+    assert bad.returncode != 0  # 401 makes the hook command fail
+
+
+def test_duplicate_job_delivery_does_not_start_a_second_reader(stack, video_8s):
+    from celery import Celery
+
+    from tasks.config import celery_config
+    from tasks.queues import STREAM_JOB_TASK
+    from worker.settings import load_settings
+
+    pub = publish(video_8s, stack.state["rtmp_url"], "dup1")
+    rec = stack.wait_state("dup1", {"live"}, 10)
+    client = Celery("t")
+    client.conf.update(celery_config(load_settings(redis_url=stack.state["redis_url"])))
+    # What a redelivery after the visibility timeout would do: the same job again.
+    result = client.send_task(STREAM_JOB_TASK, args=["dup1", rec["job_id"]])
+    assert result.get(timeout=20)["state"] is None  # refused: another process holds the lease
+    client.close()
+    assert pub.wait(30) == 0
+    rec = stack.wait_state("dup1", {"ended", "failed"}, 30)
+    assert rec["state"] == "ended" and rec["segment_count"] == 2
+
+
+def test_killed_ingest_worker_fails_the_stream_and_leaves_no_reader(stack, video_20s):
+    name = stack.state["worker_names"]["ingest"]
+    pub = publish(video_20s, stack.state["rtmp_url"], "kill1")
+    try:
+        stack.wait_state("kill1", {"live"}, 10)
+        worker = next(p for p in psutil.process_iter(["cmdline"]) if name in " ".join(p.info["cmdline"] or []))
+        readers = [c for c in worker.children(recursive=True) if c.name() == "ffmpeg"]
+        assert readers, "the job's ffmpeg reader runs under the ingest worker"
+        killed_at = time.monotonic()
+        os.kill(worker.pid, signal.SIGKILL)
+        rec = stack.wait_state("kill1", {"failed", "ended"}, 30)
+        assert rec["state"] == "failed"
+        assert "heartbeat lost" in rec["reason"]
+        assert time.monotonic() - killed_at < 30
+        assert wait_gone(readers, 5) == []  # PDEATHSIG: the reader died with its worker
+    finally:
+        pub.kill()
+        pub.wait()
+    # `livedub up` brings the worker back, and a new stream works again.
+    wait_until(lambda: any(name in " ".join(p.info["cmdline"] or []) and p.pid != worker.pid
+                           for p in psutil.process_iter(["cmdline"])), 20, 0.2, "the restarted worker")

@@ -1,0 +1,182 @@
+"""Test helpers: a Redis server (testcontainers, or a local redis-server), media fixtures, the stack."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+import requests
+
+from worker.procs import wait_until
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A Redis URL: testcontainers where a Docker engine exists, else a local redis-server."""
+    try:
+        from docker.errors import DockerException
+
+        try:
+            from testcontainers.community.redis import RedisContainer
+        except ImportError:
+            from testcontainers.redis import RedisContainer
+    except ImportError:  # pragma: no cover - testcontainers is a dev dependency
+        DockerException = RuntimeError  # type: ignore[misc,assignment]  # noqa: N806
+        RedisContainer = None  # type: ignore[assignment,misc]  # noqa: N806
+    container = None
+    try:
+        if RedisContainer is not None:
+            container = RedisContainer("redis:7-alpine")
+            container.start()
+    except DockerException:
+        container = None  # no Docker engine here: fall back to the local binary
+    if container is not None:
+        try:
+            host = container.get_container_host_ip()
+            yield f"redis://{host}:{container.get_exposed_port(6379)}/0"
+        finally:
+            container.stop()
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("no Docker engine and no redis-server: apt-get install redis-server")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_until(lambda: redis.Redis.from_url(url).ping(), 10, what="redis-server")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def make_video(
+    path: Path, seconds: float, gop_s: float = 2.0, audio: bool = True, video: bool = True, rate: int = 25
+) -> Path:
+    """An H.264/AAC FLV test stream: testsrc video, a 440 Hz tone, a keyframe every ``gop_s``."""
+    args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
+    if video:
+        args += ["-f", "lavfi", "-i", f"testsrc=size=320x240:rate={rate}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
+    args += ["-t", str(seconds)]
+    if video:
+        g = str(int(gop_s * rate))
+        args += ["-c:v", "libx264", "-preset", "ultrafast", "-g", g, "-keyint_min", g, "-sc_threshold", "0",
+                 "-pix_fmt", "yuv420p"]
+    if audio:
+        args += ["-c:a", "aac", "-b:a", "64k"]
+    subprocess.run([*args, str(path)], check=True, timeout=60)
+    return path
+
+
+def publish(path: Path, rtmp_url: str, stream_id: str, realtime: bool = True) -> subprocess.Popen[bytes]:
+    """Publish a file to ``live/<id>/in`` like a broadcaster does (ffmpeg -re)."""
+    args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin"]
+    if realtime:
+        args.append("-re")
+    args += ["-i", str(path), "-c", "copy", "-f", "flv", f"{rtmp_url}/live//{stream_id}/in"]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@dataclass
+class Stack:
+    proc: subprocess.Popen[bytes]
+    run_dir: Path
+    state: dict[str, Any]
+
+    @property
+    def api(self) -> str:
+        return str(self.state["api_url"])
+
+    @property
+    def secret(self) -> str:
+        return Path(self.state["hook_secret_file"]).read_text()
+
+    def stream(self, stream_id: str) -> dict[str, Any]:
+        resp = requests.get(f"{self.api}/v1/streams/{stream_id}", timeout=5)
+        resp.raise_for_status()
+        body: dict[str, Any] = resp.json()
+        return body
+
+    def wait_state(self, stream_id: str, states: set[str], timeout_s: float) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            rec = self.stream(stream_id)
+            return rec if rec["state"] in states else None
+
+        result: dict[str, Any] = wait_until(check, timeout_s, 0.2, f"{stream_id} to be {states}")
+        return result
+
+    def processes(self) -> list[psutil.Process]:
+        """Every process on the machine that belongs to this stack (by run dir or worker tag)."""
+        tag = next(iter(self.state["worker_names"].values())).split("@")[0].split("-")[-1]
+        marks = (str(self.run_dir), f"-{tag}@", self.state["api_url"].split("//")[1])
+        found = []
+        for p in psutil.process_iter(["cmdline", "pid"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if p.info["pid"] != self.proc.pid and any(m in cmd for m in marks):
+                found.append(p)
+        return found
+
+
+@contextmanager
+def local_stack(run_dir: Path, *extra: str) -> Iterator[Stack]:
+    """``livedub up --free-ports`` as a user runs it; stopped with SIGTERM, then checked for orphans."""
+    state_file = run_dir / "state.json"
+    log = open(run_dir.parent / f"{run_dir.name}-up.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "up", "--free-ports", "--run-dir", str(run_dir),
+         "--state-file", str(state_file), *extra],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"livedub up exited {proc.returncode}: {Path(log.name).read_text()[-2000:]}")
+        return state_file.exists()
+
+    try:
+        wait_until(ready, 90, 0.2, "livedub up")
+        stack = Stack(proc, run_dir, json.loads(state_file.read_text()))
+        yield stack
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
+
+def wait_gone(procs: list[psutil.Process], timeout_s: float = 10) -> list[psutil.Process]:
+    """Processes of ``procs`` still alive after ``timeout_s``."""
+    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+    return [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,1 @@
+"""The work itself: plain functions and classes that run without Celery."""

@@ -1,0 +1,100 @@
+"""The ``livedub`` command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from tasks.queues import ALL_QUEUES
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """livedub: dub live streams."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
+
+
+@main.command()
+@click.option("--run-dir", type=click.Path(path_type=Path), default=Path(".livedub/run"), show_default=True)
+@click.option("--rtmp-port", type=int, default=1935, show_default=True, help="0 picks a free port.")
+@click.option("--api-port", type=int, default=8080, show_default=True, help="0 picks a free port.")
+@click.option("--http-port", type=int, default=8081, show_default=True, help="nginx stat page; 0: free.")
+@click.option("--redis-port", type=int, default=6379, show_default=True, help="0 picks a free port.")
+@click.option("--flower-port", type=int, default=5555, show_default=True, help="0 picks a free port.")
+@click.option("--free-ports", is_flag=True, help="Pick a free port for every service.")
+@click.option("--flower", is_flag=True, help="Also run the Flower dashboard.")
+@click.option("--state-file", type=click.Path(path_type=Path), help="Write the URLs as JSON here when ready.")
+def up(
+    run_dir: Path, rtmp_port: int, api_port: int, http_port: int, redis_port: int, flower_port: int,
+    free_ports: bool, flower: bool, state_file: Path | None,
+) -> None:
+    """Run the local stack in the foreground: Redis, nginx-rtmp, the API, workers. Ctrl-C stops it."""
+    from worker.stack import LocalStack, StackConfig
+
+    if free_ports:
+        rtmp_port = api_port = http_port = redis_port = flower_port = 0
+    cfg = StackConfig(
+        run_dir=run_dir, rtmp_port=rtmp_port, api_port=api_port, http_port=http_port,
+        redis_port=redis_port, flower_port=flower_port, flower=flower,
+        redis_url=os.environ.get("LIVEDUB_REDIS_URL"), hook_secret=os.environ.get("LIVEDUB_HOOK_SECRET"),
+    )
+    stack = LocalStack(cfg)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        stack.start()
+        s = stack.state()
+        click.echo(f"livedub is up (logs in {run_dir / 'logs'}):")
+        click.echo(f"  ingest  {s['ingest_url_template']}   (publish here)")
+        click.echo(f"  output  {s['output_url_template']}   (play the dub here)")
+        click.echo(f"  api     {s['api_url']}")
+        click.echo(f"  redis   {s['redis_url']}")
+        click.echo(f"  stat    {s['stat_url']}")
+        if s["flower_url"]:
+            click.echo(f"  flower  {s['flower_url']}")
+        click.echo(f"  hook secret in {s['hook_secret_file']}")
+        if state_file:
+            stack.write_state(state_file)
+        while not stop.wait(0.5):
+            try:
+                stack.restart_dead()
+            except RuntimeError as exc:
+                click.echo(f"livedub: {exc}; stopping", err=True)
+                break
+    finally:
+        stack.stop()
+        if state_file:
+            state_file.unlink(missing_ok=True)
+
+
+@main.command()
+@click.option("--pool", type=click.Choice(ALL_QUEUES), required=True, help="The queue this worker serves.")
+@click.option("-c", "--concurrency", type=int, help="Default: 16 threads (ingest, publish) or 2 processes.")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(pool: str, concurrency: int | None, celery_args: tuple[str, ...]) -> None:
+    """A worker for one pool: a thin wrapper over ``celery -A tasks worker -Q NAME``."""
+    from worker.stack import DEFAULT_POOL, POOL_KIND
+
+    kind, default_c = POOL_KIND.get(pool, DEFAULT_POOL)
+    args = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", pool, "-n", f"{pool}@%h",
+            "-P", kind, "-c", str(concurrency or default_c), "-E", *celery_args]
+    os.execv(sys.executable, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""The per-stream job: one ffmpeg reader cuts the live input into segments at keyframes.
+
+It runs without Celery: the task in ``tasks/stream.py`` only builds it and calls :meth:`run`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from worker.media import PROGRESS, SEGMENT_LIST, parse_segment_list, progress_out_time_s, segmenter_args
+from worker.models import Segment, StreamState
+from worker.naming import rtmp_url
+from worker.procs import ProcessRunner, stop_process
+from worker.registry import StreamRegistry
+from worker.settings import Settings
+from worker.store import LocalSegmentStore
+
+log = logging.getLogger(__name__)
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    state: StreamState | None  # None: the job was superseded or a duplicate and wrote nothing
+    reason: str
+    segments: int
+
+
+class StreamJob:
+    def __init__(
+        self,
+        stream_id: str,
+        job_id: str,
+        *,
+        registry: StreamRegistry,
+        store: LocalSegmentStore,
+        settings: Settings,
+        runner: ProcessRunner | None = None,
+        on_segment: Callable[[Segment], None] | None = None,
+        shutdown: threading.Event | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.stream_id = stream_id
+        self.job_id = job_id
+        self.registry = registry
+        self.store = store
+        self.settings = settings
+        self.runner = runner or ProcessRunner()
+        self.on_segment = on_segment
+        self.shutdown = shutdown or threading.Event()
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.seen = 0
+        self.live = False
+        # The lease names this process's run of the job, so a redelivered copy of the same job
+        # (same job id, another worker) is told apart and refused.
+        self.holder = f"{job_id}.{uuid.uuid4().hex[:8]}"
+
+    def run(self) -> JobOutcome:
+        rec = self.registry.get(self.stream_id)
+        if rec is None or rec.job_id != self.job_id or not rec.state.active:
+            return JobOutcome(None, "superseded: the stream has another job or is over", 0)
+        if not self._take_lease():
+            return JobOutcome(None, "duplicate: another process runs this job", 0)
+        out_dir = self.store.job_dir(self.stream_id, self.job_id)
+        url = rtmp_url(self.settings.rtmp_url, self.stream_id, "in")
+        args = segmenter_args(
+            url, out_dir, self.settings.segment_seconds, self.settings.read_timeout_s, self.settings.ffmpeg_bin
+        )
+        self.registry.set_fields(self.stream_id, heartbeat_at=self.registry.clock(), input_url=url)
+        with open(out_dir / "ffmpeg.log", "wb") as errlog:
+            proc = self.runner.start(args, stderr=errlog)
+            try:
+                why_stopped = self._watch(proc, out_dir)
+            finally:
+                stop_process(proc, signal.SIGTERM, grace_s=3)
+        self._collect(out_dir)
+        outcome = self._outcome(why_stopped, proc.returncode, out_dir)
+        if outcome.state is not None:
+            self.registry.finish(self.stream_id, self.job_id, outcome.state, outcome.reason)
+            self.store.expire(self.stream_id, self.job_id, self.settings.store_ttl_s)
+        self.registry.release(self.stream_id, self.holder)
+        return outcome
+
+    def _take_lease(self) -> bool:
+        """A previous generation may still be draining: wait for its lease, bounded."""
+        deadline = self.monotonic() + self.settings.drain_timeout_s
+        while not self.registry.lease(self.stream_id, self.holder, self.settings.heartbeat_ttl_s):
+            owner = self.registry.lease_owner(self.stream_id) or ""
+            if owner.split(".")[0] == self.job_id or self.monotonic() > deadline:
+                return False
+            self.sleep(POLL_S)
+        return True
+
+    def _watch(self, proc: subprocess.Popen[bytes], out_dir: Path) -> str:
+        """Poll until ffmpeg exits. Returns why the job stopped it ('' when the input ended)."""
+        next_beat = 0.0
+        draining_since: float | None = None
+        interrupted = ""
+        while proc.poll() is None:
+            now = self.monotonic()
+            if now >= next_beat:
+                if not self.registry.lease(self.stream_id, self.holder, self.settings.heartbeat_ttl_s):
+                    return "superseded"
+                self.registry.set_fields(self.stream_id, heartbeat_at=self.registry.clock())
+                next_beat = now + self.settings.heartbeat_interval_s
+            self._collect(out_dir)
+            fields = self.registry.r.hmget(self.registry.key(self.stream_id), "job_id", "state", "stop_requested")
+            job_id, state, stop = (f.decode() if isinstance(f, bytes) else "" for f in fields)
+            if job_id != self.job_id:
+                return "superseded"
+            if self.shutdown.is_set():
+                return "worker shut down while the stream was live"
+            if stop == "1" and not interrupted:
+                interrupted = "stopped by operator"
+                proc.send_signal(signal.SIGINT)  # ffmpeg closes the current segment cleanly
+            if state == StreamState.DRAINING.value:
+                draining_since = draining_since if draining_since is not None else now
+                if now - draining_since > self.settings.drain_timeout_s:
+                    return interrupted or "input did not end within the drain timeout after the stop hook"
+            self.sleep(POLL_S)
+        return interrupted
+
+    def _collect(self, out_dir: Path) -> None:
+        if not self.live and _media_arrived(out_dir):
+            self.live = self.registry.mark_live(self.stream_id, self.job_id)
+        try:
+            text = (out_dir / SEGMENT_LIST).read_text()
+        except FileNotFoundError:
+            return
+        for entry in parse_segment_list(text)[self.seen :]:
+            seg = Segment(
+                sequence=entry.sequence,
+                start_s=entry.start_s,
+                end_s=entry.end_s,
+                file=self.store.key_of(out_dir / entry.file),
+            )
+            self.registry.add_segment(self.stream_id, seg, (out_dir / entry.file).stat().st_size)
+            self.seen += 1
+            if self.on_segment is not None:
+                self.on_segment(seg)
+
+    def _outcome(self, why: str, returncode: int | None, out_dir: Path) -> JobOutcome:
+        if why == "superseded":
+            return JobOutcome(None, "superseded by a newer job for this stream", self.seen)
+        if why and why != "stopped by operator":
+            return JobOutcome(StreamState.FAILED, why, self.seen)
+        if self.seen == 0:
+            tail = _tail(out_dir / "ffmpeg.log")
+            reason = why or f"no media received from the input (ffmpeg exit {returncode}: {tail})"
+            state = StreamState.ENDED if why else StreamState.FAILED
+            return JobOutcome(state, reason, 0)
+        if why:
+            return JobOutcome(StreamState.ENDED, why, self.seen)
+        if returncode not in (0, None, 255):
+            return JobOutcome(
+                StreamState.ENDED, f"input ended with a read error: {_tail(out_dir / 'ffmpeg.log')}", self.seen
+            )
+        return JobOutcome(StreamState.ENDED, "input ended", self.seen)
+
+
+def _media_arrived(out_dir: Path) -> bool:
+    try:
+        with open(out_dir / PROGRESS, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(f.tell() - 600, 0))
+            return progress_out_time_s(f.read().decode(errors="replace")) > 0
+    except FileNotFoundError:
+        return False
+
+
+def _tail(path: Path, n: int = 300) -> str:
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return "no log"
+    return text[-n:].replace("\n", " | ") or "no output"

@@ -1,0 +1,103 @@
+"""Typed messages: media-server hook payloads, stream records and segments.
+
+Conversion from the wire (JSON / form fields / Redis hashes) happens in the ``from_*`` / ``to_*``
+functions here, apart from the HTTP and Redis code.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from worker.naming import StreamPath, parse_nginx_name, parse_path
+
+
+class StreamState(enum.StrEnum):
+    STARTING = "starting"
+    LIVE = "live"
+    DRAINING = "draining"
+    ENDED = "ended"
+    FAILED = "failed"
+
+    @property
+    def active(self) -> bool:
+        return self in (StreamState.STARTING, StreamState.LIVE, StreamState.DRAINING)
+
+
+class MediaMTXHook(BaseModel):
+    """What MediaMTX gives a runOnReady / runOnNotReady command, forwarded by the hook script."""
+
+    model_config = ConfigDict(extra="ignore", str_max_length=1024)
+
+    MTX_PATH: str = Field(min_length=1)
+    MTX_SOURCE_TYPE: str = Field(default="", max_length=64)
+    MTX_SOURCE_ID: str = Field(default="", max_length=128)
+    MTX_QUERY: str = Field(default="", max_length=1024)
+
+    def stream_path(self) -> StreamPath:
+        return parse_path(self.MTX_PATH)
+
+
+class NginxRtmpHook(BaseModel):
+    """nginx-rtmp's form-encoded callback (on_publish, on_publish_done, on_play)."""
+
+    model_config = ConfigDict(extra="ignore", str_max_length=1024)
+
+    app: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    call: str = Field(default="", max_length=32)
+    addr: str = Field(default="", max_length=64)
+    clientid: str = Field(default="", max_length=32)
+    type: str = Field(default="", max_length=32)
+
+    def stream_path(self) -> StreamPath:
+        return parse_nginx_name(self.app, self.name)
+
+
+class Segment(BaseModel):
+    """One cut of the live input. ``status`` is filled in as the pipeline goes."""
+
+    sequence: int = Field(ge=0)
+    status: str = "extracted"
+    reason: str | None = None
+    start_s: float
+    end_s: float
+    file: str
+    transcript: str | None = None
+    translated_text: str | None = None
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+class StreamRecord(BaseModel):
+    """The registry's view of a stream, as ``GET /v1/streams/<id>`` shows it."""
+
+    stream_id: str
+    state: StreamState
+    job_id: str
+    generation: int = 1
+    source: str = ""
+    created_at: float
+    updated_at: float
+    live_at: float | None = None
+    draining_at: float | None = None
+    ended_at: float | None = None
+    reader_connected_at: float | None = None
+    reason: str | None = None
+    last_error: str | None = None
+    stop_requested: bool = False
+    segment_count: int = 0
+    media_seconds: float = 0.0
+    media_bytes: int = 0
+    segments: list[Segment] = Field(default_factory=list)
+
+    @classmethod
+    def from_redis(cls, fields: dict[str, str], segments: list[Segment]) -> StreamRecord:
+        data: dict[str, Any] = {k: v for k, v in fields.items() if v != ""}
+        data["stop_requested"] = data.get("stop_requested") == "1"
+        return cls(**data, segments=segments)

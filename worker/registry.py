@@ -1,0 +1,200 @@
+"""The stream registry in Redis: states, timestamps, counters, segments, job leases.
+
+States go starting -> live -> draining -> ended | failed. Every write that belongs to a job is
+checked against the record's ``job_id`` inside Redis (Lua), so a stale or duplicate job can never
+overwrite a newer one. A running job holds a lease key with a TTL that it refreshes (heartbeat);
+:meth:`StreamRegistry.reconcile` turns an active stream whose lease expired into ``failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+
+import redis
+
+from worker.models import Segment, StreamRecord, StreamState
+from worker.naming import validate_stream_id
+
+Clock = Callable[[], float]
+PREFIX = "livedub"
+
+_START = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'starting' or state == 'live' then
+  return {0, redis.call('HGET', KEYS[1], 'job_id')}
+end
+local gen = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0') + 1
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[1], 'stream_id', ARGV[1], 'state', 'starting', 'job_id', ARGV[2],
+  'generation', gen, 'source', ARGV[3], 'created_at', ARGV[4], 'updated_at', ARGV[4])
+redis.call('PERSIST', KEYS[1])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+return {1, ARGV[2]}
+"""
+
+# KEYS: record; ARGV: job_id, new_state, now, reason, allowed states (comma list), ts field
+_TRANSITION = """
+if redis.call('HGET', KEYS[1], 'job_id') ~= ARGV[1] then return 0 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if not string.find(',' .. ARGV[5] .. ',', ',' .. state .. ',', 1, true) then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_at', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[4]) end
+if ARGV[6] ~= '' then redis.call('HSETNX', KEYS[1], ARGV[6], ARGV[3]) end
+return 1
+"""
+
+# KEYS: lease; ARGV: job_id, ttl_ms. Refresh only our own lease; take it when free.
+_LEASE = """
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+ACTIVE = "starting,live,draining"
+
+
+class StreamRegistry:
+    def __init__(self, client: redis.Redis, clock: Clock = time.time, record_ttl_s: int = 86400) -> None:
+        self.r = client
+        self.clock = clock
+        self.record_ttl_s = record_ttl_s
+        self._start = client.register_script(_START)
+        self._transition = client.register_script(_TRANSITION)
+        self._lease = client.register_script(_LEASE)
+        self._release = client.register_script(_RELEASE)
+
+    # keys -----------------------------------------------------------------
+    @staticmethod
+    def key(stream_id: str, suffix: str = "") -> str:
+        validate_stream_id(stream_id)
+        return f"{PREFIX}:stream:{stream_id}" + (f":{suffix}" if suffix else "")
+
+    index_key = f"{PREFIX}:streams"
+
+    # lifecycle ------------------------------------------------------------
+    def start(self, stream_id: str, source: str) -> tuple[str, bool]:
+        """Register a start; returns (job_id, created). A live or starting stream keeps its job."""
+        job_id = uuid.uuid4().hex
+        created, jid = self._start(
+            keys=[self.key(stream_id), self.key(stream_id, "segments"), self.index_key],
+            args=[stream_id, job_id, source, repr(self.clock())],
+        )
+        return _s(jid), bool(created)
+
+    def transition(
+        self, stream_id: str, job_id: str, to: StreamState, allowed: str, reason: str = "", ts: str = ""
+    ) -> bool:
+        ok = self._transition(
+            keys=[self.key(stream_id)], args=[job_id, to.value, repr(self.clock()), reason, allowed, ts]
+        )
+        if ok and not to.active:
+            self.r.expire(self.key(stream_id), self.record_ttl_s)
+            self.r.expire(self.key(stream_id, "segments"), self.record_ttl_s)
+        return bool(ok)
+
+    def mark_live(self, stream_id: str, job_id: str) -> bool:
+        return self.transition(stream_id, job_id, StreamState.LIVE, "starting", ts="live_at")
+
+    def mark_draining(self, stream_id: str, job_id: str, reason: str = "") -> bool:
+        return self.transition(stream_id, job_id, StreamState.DRAINING, "starting,live", reason, "draining_at")
+
+    def finish(self, stream_id: str, job_id: str, state: StreamState, reason: str = "") -> bool:
+        return self.transition(stream_id, job_id, state, ACTIVE, reason, "ended_at")
+
+    def request_stop(self, stream_id: str, job_id: str, reason: str) -> bool:
+        self.r.hset(self.key(stream_id), "stop_requested", "1")
+        return self.mark_draining(stream_id, job_id, reason)
+
+    def set_fields(self, stream_id: str, **fields: str | float | int) -> None:
+        self.r.hset(self.key(stream_id), mapping={k: str(v) for k, v in fields.items()})
+
+    def reader_connected(self, stream_id: str) -> None:
+        if self.r.exists(self.key(stream_id)):
+            self.r.hsetnx(self.key(stream_id), "reader_connected_at", repr(self.clock()))
+
+    # leases (heartbeats) --------------------------------------------------
+    def lease(self, stream_id: str, holder: str, ttl_s: float) -> bool:
+        """Take or refresh a lease on the stream for ``holder``. False when someone else holds it."""
+        return bool(self._lease(keys=[self.key(stream_id, "lease")], args=[holder, int(ttl_s * 1000)]))
+
+    def release(self, stream_id: str, holder: str) -> None:
+        self._release(keys=[self.key(stream_id, "lease")], args=[holder])
+
+    def lease_owner(self, stream_id: str) -> str | None:
+        v = self.r.get(self.key(stream_id, "lease"))
+        return _s(v) if v is not None else None
+
+    def reconcile(self, start_timeout_s: float) -> list[str]:
+        """Fail active streams whose job stopped heartbeating. Returns the ids it failed."""
+        failed = []
+        now = self.clock()
+        for raw in self.r.zrange(self.index_key, 0, -1):
+            sid = _s(raw)
+            fields = {_s(k): _s(v) for k, v in self.r.hgetall(self.key(sid)).items()}
+            if not fields:
+                self.r.zrem(self.index_key, sid)
+                continue
+            state = StreamState(fields["state"])
+            if not state.active or self.r.exists(self.key(sid, "lease")):
+                continue
+            beat = fields.get("heartbeat_at")
+            if beat:
+                reason = f"heartbeat lost: the ingest job stopped {now - float(beat):.1f}s ago (worker died?)"
+            elif now - float(fields["created_at"]) > start_timeout_s:
+                reason = f"no ingest worker started the job within {start_timeout_s:.0f}s"
+            else:
+                continue
+            if self.finish(sid, fields["job_id"], StreamState.FAILED, reason):
+                failed.append(sid)
+        return failed
+
+    # segments -------------------------------------------------------------
+    def add_segment(self, stream_id: str, seg: Segment, size_bytes: int) -> None:
+        pipe = self.r.pipeline()
+        pipe.hset(self.key(stream_id, "segments"), str(seg.sequence), seg.model_dump_json())
+        pipe.hincrby(self.key(stream_id), "segment_count", 1)
+        pipe.hincrbyfloat(self.key(stream_id), "media_seconds", seg.duration_s)
+        pipe.hincrby(self.key(stream_id), "media_bytes", size_bytes)
+        pipe.execute()
+
+    def update_segment(self, stream_id: str, sequence: int, **fields: object) -> None:
+        key = self.key(stream_id, "segments")
+        raw = self.r.hget(key, str(sequence))
+        if raw is None:
+            raise KeyError(f"{stream_id} has no segment {sequence}")
+        data = json.loads(raw)
+        data.update(fields)
+        self.r.hset(key, str(sequence), json.dumps(data))
+
+    def segments(self, stream_id: str) -> list[Segment]:
+        raw = self.r.hgetall(self.key(stream_id, "segments"))
+        segs = [Segment.model_validate_json(v) for v in raw.values()]
+        return sorted(segs, key=lambda s: s.sequence)
+
+    # reads ----------------------------------------------------------------
+    def get(self, stream_id: str) -> StreamRecord | None:
+        fields = {_s(k): _s(v) for k, v in self.r.hgetall(self.key(stream_id)).items()}
+        if not fields:
+            return None
+        return StreamRecord.from_redis(fields, self.segments(stream_id))
+
+    def list(self) -> list[StreamRecord]:
+        out = []
+        for raw in self.r.zrevrange(self.index_key, 0, 199):
+            rec = self.get(_s(raw))
+            if rec is not None:
+                out.append(rec)
+        return out
+
+
+def _s(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
