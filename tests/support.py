@@ -20,6 +20,7 @@ import redis
 import requests
 
 from worker.procs import wait_until
+from worker.samples import make_video  # noqa: F401  (re-exported for tests)
 
 
 def free_port() -> int:
@@ -71,26 +72,6 @@ def redis_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def make_video(
-    path: Path, seconds: float, gop_s: float = 2.0, audio: bool = True, video: bool = True, rate: int = 25
-) -> Path:
-    """An H.264/AAC FLV test stream: testsrc video, a 440 Hz tone, a keyframe every ``gop_s``."""
-    args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
-    if video:
-        args += ["-f", "lavfi", "-i", f"testsrc=size=320x240:rate={rate}"]
-    if audio:
-        args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
-    args += ["-t", str(seconds)]
-    if video:
-        g = str(int(gop_s * rate))
-        args += ["-c:v", "libx264", "-preset", "ultrafast", "-g", g, "-keyint_min", g, "-sc_threshold", "0",
-                 "-pix_fmt", "yuv420p"]
-    if audio:
-        args += ["-c:a", "aac", "-b:a", "64k"]
-    subprocess.run([*args, str(path)], check=True, timeout=60)
-    return path
 
 
 def publish(path: Path, rtmp_url: str, stream_id: str, realtime: bool = True) -> subprocess.Popen[bytes]:

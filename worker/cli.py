@@ -96,5 +96,16 @@ def worker(pool: str, concurrency: int | None, celery_args: tuple[str, ...]) -> 
     os.execv(sys.executable, args)
 
 
+@main.command()
+@click.option("--seconds", type=int, default=12, show_default=True, help="Length of the sample stream.")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=Path(".livedub/demo"), show_default=True)
+def demo(seconds: int, run_dir: Path) -> None:
+    """Start the local stack, publish a sample stream through it in real time, print its record."""
+    from worker.demo import run_demo
+
+    record = run_demo(run_dir, seconds, echo=click.echo)
+    sys.exit(0 if record.get("state") == "ended" else 1)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,45 @@
+# One-command set-up on a fresh Debian machine: `make test` and `make demo` install what they need.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PKGS := redis-server nginx libnginx-mod-rtmp ffmpeg espeak-ng sox apertium apertium-eng-spa curl
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: setup system venv test unit lint demo bench clean
+
+setup: system venv
+
+system:
+	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,offline]'
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy api tasks worker
+
+test: setup lint
+	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+unit: venv
+	$(PY) -m pytest -q tests/unit
+
+demo: setup
+	$(VENV)/bin/livedub demo
+
+bench: setup
+	$(PY) bench/hooks.py
+
+clean:
+	rm -rf .livedub .pytest_cache .mypy_cache .ruff_cache
