@@ -10,7 +10,6 @@ publish hook holds its answer for the job's reader by design, so it is not timed
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
