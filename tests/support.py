@@ -161,3 +161,31 @@ def wait_gone(procs: list[psutil.Process], timeout_s: float = 10) -> list[psutil
 
 def now() -> float:
     return time.time()
+
+
+@contextmanager
+def sts_server(*args: str, token: str | None = "sts-test-token") -> Iterator[str]:
+    """`livedub sts` as a real process on a free port; yields its URL."""
+    port = free_port()
+    env = {k: v for k, v in __import__("os").environ.items() if k != "LIVEDUB_STS_TOKEN"}
+    if token:
+        env["LIVEDUB_STS_TOKEN"] = token
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "sts", "--port", str(port), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"livedub sts exited {proc.returncode}: {proc.stdout.read().decode()[-2000:]}")
+        return requests.get(f"{url}/health", timeout=1).status_code == 200
+
+    try:
+        wait_until(ready, 60, 0.1, "livedub sts")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -97,6 +97,41 @@ def worker(pool: str, concurrency: int | None, celery_args: tuple[str, ...]) -> 
 
 
 @main.command()
+@click.option("--engine", type=click.Choice(["offline", "echo"]), default="offline", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--namespace", default="/", show_default=True, help="Socket.IO namespace the service serves.")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File holding the API key (else LIVEDUB_STS_TOKEN).")
+@click.option("--insecure", is_flag=True, help="Run without an API key (local experiments only).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Engine threads.")
+@click.option("--queue-capacity", type=int, default=64, show_default=True)
+@click.option("--max-audio-mb", type=float, default=10.0, show_default=True)
+@click.option("--echo-delay-factor", type=float, default=0.0, help="echo: take this times real time.")
+@click.option("--model-dir", help="offline: a CTranslate2 Whisper model directory (default: tiny.en wheel).")
+@click.option("--device", default="cpu", show_default=True, help="offline: cpu or cuda.")
+@click.option("--compute-type", default="int8", show_default=True, help="offline: int8, float16, ...")
+def sts(engine: str, host: str, port: int, namespace: str, token_file: Path | None, insecure: bool, workers: int,
+        queue_capacity: int, max_audio_mb: float, echo_delay_factor: float, model_dir: str | None, device: str,
+        compute_type: str) -> None:
+    """Run the speech-to-speech Socket.IO service."""
+    from aiohttp import web
+
+    from worker.sts.engines import make_engine
+    from worker.sts.server import StsServer
+
+    token = token_file.read_text().strip() if token_file else os.environ.get("LIVEDUB_STS_TOKEN") or None
+    if token is None and not insecure:
+        raise click.UsageError("no API key: set LIVEDUB_STS_TOKEN or --token-file (or --insecure for local tests)")
+    eng = make_engine(engine, delay_factor=echo_delay_factor, model_dir=model_dir, device=device,
+                      compute_type=compute_type)
+    server = StsServer(eng, token, namespace=namespace, workers=workers, queue_capacity=queue_capacity,
+                       max_audio_bytes=int(max_audio_mb * 1024 * 1024))
+    click.echo(f"livedub sts: engine={engine} namespace={namespace} on http://{host}:{port}")
+    web.run_app(server.app(), host=host, port=port, print=None)
+
+
+@main.command()
 @click.option("--seconds", type=int, default=12, show_default=True, help="Length of the sample stream.")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=Path(".livedub/demo"), show_default=True)
 def demo(seconds: int, run_dir: Path) -> None:

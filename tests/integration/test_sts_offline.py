@@ -1,0 +1,47 @@
+"""The offline engine on real speech: espeak-ng English -> Whisper tiny.en -> Apertium -> espeak-ng."""
+
+import io
+import subprocess
+import wave
+
+import pytest
+import requests
+
+from tests.support import sts_server
+from worker.procs import wait_until
+from worker.sts.audio import wav_duration_ms
+from worker.sts.client import StsClient
+from worker.sts.protocol import AudioIn, FragmentData, StreamInit
+from worker.sts.wer import wer
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+SPOKEN = "Good morning everyone. Today we will talk about the weather and the news."
+SPANISH = {"el", "la", "los", "las", "de", "y", "que", "en", "hoy", "nosotros", "todo", "buenos", "noticias",
+           "tiempo", "hablaremos", "mañana"}
+
+
+def test_offline_engine_dubs_real_speech(tmp_path):
+    wav = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), SPOKEN], check=True, timeout=30)
+    raw = wav.read_bytes()
+    with sts_server("--engine", "offline") as url:
+        def loaded():
+            return requests.get(f"{url}/health", timeout=5).json()["models"]["asr"]["state"] == "ready"
+
+        wait_until(loaded, 60, 0.2, "the Whisper model to load")
+        health = requests.get(f"{url}/health", timeout=5).json()
+        assert health["engine"] == "offline" and "eng-spa" in health["models"]["mt"]["modes"]
+        with StsClient(url, token="sts-test-token") as c:
+            c.init_stream(StreamInit(stream_id="off"))
+            c.send_fragment(FragmentData(fragment_id="o0", stream_id="off", sequence_number=0, audio=AudioIn(
+                format="wav", sample_rate_hz=22050, channels=1, duration_ms=wav_duration_ms(raw), data=raw)))
+            res = c.wait_processed("o0", 60)
+    assert res.status == "success", res.error
+    assert wer(SPOKEN, res.transcript) <= 0.2, res.transcript
+    words = set(res.translated_text.lower().replace(".", " ").replace(",", " ").split())
+    assert res.translated_text and res.translated_text != res.transcript and words & SPANISH, res.translated_text
+    with wave.open(io.BytesIO(res.dubbed_audio.raw())) as w:
+        assert w.getnframes() > w.getframerate()  # over a second of speech
+    assert res.dubbed_audio.duration_ms == pytest.approx(wav_duration_ms(res.dubbed_audio.raw()))
+    assert res.stage_timings.asr_ms > 0 and res.stage_timings.translation_ms > 0 and res.stage_timings.tts_ms > 0
+    assert res.metadata["asr_model"] == "faster-whisper tiny.en"

@@ -1,0 +1,213 @@
+"""A real python-socketio client against a real `livedub sts` process (echo engine)."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+import socketio
+
+from tests.support import sts_server
+from worker.sts.client import StsClient, StsError
+from worker.sts.protocol import AudioIn, FragmentData, StreamConfig, StreamInit
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+TOKEN = "sts-test-token"
+PCM = b"\x01\x00" * 16000  # 1 s of 16 kHz mono
+
+
+@pytest.fixture(scope="module")
+def url():
+    with sts_server("--engine", "echo", "--workers", "3", "--max-audio-mb", "0.5") as u:
+        yield u
+
+
+@pytest.fixture
+def client(url):
+    with StsClient(url, token=TOKEN) as c:
+        yield c
+
+
+def frag(seq, stream="s1", data=PCM, delay_ms=0, **audio):
+    a = {"format": "pcm_s16le", "sample_rate_hz": 16000, "channels": 1, "duration_ms": 1000, "data": data}
+    a.update(audio)
+    return FragmentData(fragment_id=f"{stream}-f{seq}", stream_id=stream, sequence_number=seq,
+                        audio=AudioIn(**a), metadata={"echo_delay_ms": delay_ms} if delay_ms else {})
+
+
+def test_init_fragment_ack_processed_end_complete(client):
+    ready = client.init_stream(StreamInit(stream_id="s1", worker_id="w1"))
+    assert ready.session_id and ready.max_inflight == 3
+    assert ready.capabilities["binary_data"] is True and "m4a" in ready.capabilities["formats"]
+    client.send_fragment(frag(0))
+    res = client.wait_processed("s1-f0", 5)
+    assert client.acks["s1-f0"]["status"] == "queued" and client.acks["s1-f0"]["queue_position"] >= 0
+    assert res.status == "success" and res.dubbed_audio.raw() == PCM
+    assert res.transcript.startswith("[echo]") and res.translated_text.startswith("[echo]")
+    assert set(res.metadata) == {"asr_model", "translation_model", "tts_model"}
+    client.emit("fragment:ack", {"fragment_id": "s1-f0", "status": "applied"})
+    done = client.end_stream("s1", 5)
+    assert done.total_fragments == 1 and done.total_duration_ms == 1000
+    assert done.statistics.success_count == 1 and done.statistics.p95_processing_time_ms >= 0
+    assert client.errors == []  # the client's fragment:ack was accepted
+
+
+def test_base64_audio_is_answered_in_base64(client):
+    import base64
+
+    client.init_stream(StreamInit(stream_id="b64"))
+    f = FragmentData(fragment_id="b", stream_id="b64", sequence_number=0, audio=AudioIn(
+        format="pcm_s16le", sample_rate_hz=16000, channels=1, duration_ms=1000, data_base64=base64.b64encode(PCM)))
+    client.send_fragment(f)
+    res = client.wait_processed("b", 5)
+    assert res.dubbed_audio.data is None and res.dubbed_audio.raw() == PCM
+
+
+def test_results_in_sequence_order_when_work_finishes_out_of_order(client):
+    order = []
+    client.sio.on("fragment:processed", lambda d: (order.append(d["sequence_number"]), client._on_processed(d)))
+    client.init_stream(StreamInit(stream_id="ord", max_inflight=5))
+    client.send_fragment(frag(0, "ord", delay_ms=800))
+    client.send_fragment(frag(1, "ord", delay_ms=0))
+    client.send_fragment(frag(2, "ord", delay_ms=200))
+    t0 = time.monotonic()
+    for i in range(3):
+        client.wait_processed(f"ord-f{i}", 5)
+    assert order == [0, 1, 2]
+    assert time.monotonic() - t0 < 1.5  # they ran in parallel; only the emission waited
+
+
+def test_backpressure_over_max_inflight_then_refusal(client):
+    client.init_stream(StreamInit(stream_id="bp", max_inflight=2))
+    for i in range(5):
+        client.send_fragment(frag(i, "bp", delay_ms=1000))
+    time.sleep(0.5)
+    actions = [b.action for b in client.backpressure if b.stream_id == "bp"]
+    assert "slow_down" in actions and "pause" in actions
+    refused = client.by_fragment_error.get("bp-f4")
+    assert refused is not None and refused.code == "BACKPRESSURE" and refused.retryable
+    for i in range(4):
+        assert client.wait_processed(f"bp-f{i}", 10).status == "success"
+
+
+@pytest.mark.parametrize("token", [None, "wrong"])
+def test_auth_refusal(url, token):
+    with pytest.raises(StsError) as exc:
+        StsClient(url, token=token).connect()
+    assert exc.value.code == "UNAUTHORIZED"
+
+
+def test_namespace_mismatch_is_a_clear_error(url):
+    with pytest.raises(StsError) as exc:
+        StsClient(url, token=TOKEN, namespace="/sts").connect()
+    assert exc.value.code == "NAMESPACE_MISMATCH" and "'/sts'" in str(exc.value)
+
+
+def test_unsupported_pair_or_voice_on_init(client):
+    with pytest.raises(StsError) as exc:
+        client.init_stream(StreamInit(stream_id="x", config=StreamConfig(source_language="de")))
+    assert exc.value.code == "UNSUPPORTED_LANGUAGE"
+    with pytest.raises(StsError) as exc:
+        client.init_stream(StreamInit(stream_id="y", config=StreamConfig(voice_profile="robot")))
+    assert exc.value.code == "UNSUPPORTED_VOICE"
+
+
+def raw_error(client, event, payload):
+    n = len(client.errors)
+    client.emit(event, payload)
+    client._wait(lambda: client.errors[n] if len(client.errors) > n else None, 5, "error")
+    return client.errors[n]
+
+
+@pytest.mark.parametrize("event,payload,code", [
+    ("stream:init", "not a dict", "INVALID_PAYLOAD"),
+    ("stream:init", {"stream_id": ""}, "INVALID_PAYLOAD"),
+    ("fragment:data", {"fragment_id": "z", "stream_id": "s9", "sequence_number": "x"}, "INVALID_PAYLOAD"),
+    ("fragment:data", [1, 2, 3], "INVALID_PAYLOAD"),
+    ("fragment:ack", {"fragment_id": "z", "status": "bogus"}, "INVALID_PAYLOAD"),
+    ("stream:end", {}, "INVALID_PAYLOAD"),
+    ("stream:pause", {"stream_id": "nope"}, "STREAM_NOT_FOUND"),
+])
+def test_malformed_events_get_errors_and_the_connection_survives(client, event, payload, code):
+    err = raw_error(client, event, payload)
+    assert err.code == code and err.message
+    client.init_stream(StreamInit(stream_id="alive"))
+    client.send_fragment(frag(0, "alive"))
+    assert client.wait_processed("alive-f0", 5).status == "success"
+
+
+@pytest.mark.parametrize("fragment,code", [
+    (frag(0, "ghost"), "STREAM_NOT_FOUND"),
+    (frag(0, data=b"\x00" * 600_000), "PAYLOAD_TOO_LARGE"),
+    (frag(0, data=b"RIFF garbage", format="wav"), "DECODE_ERROR"),
+    (frag(0, data=b"garbage garbage!", format="m4a"), "DECODE_ERROR"),
+    (frag(0, sample_rate_hz=11025), "UNSUPPORTED_SAMPLE_RATE"),
+    (frag(0, channels=6), "UNSUPPORTED_CHANNELS"),
+])
+def test_bad_fragments_get_error_events(client, fragment, code):
+    client.init_stream(StreamInit(stream_id="s1"))
+    client.send_fragment(fragment)
+    with pytest.raises(StsError) as exc:
+        client.wait_processed(fragment.fragment_id, 5)
+    assert exc.value.code == code
+    client.send_fragment(frag(7, "s1"))
+    assert client.wait_processed("s1-f7", 5).status == "success"
+
+
+def test_pause_holds_work_until_resume(client):
+    client.init_stream(StreamInit(stream_id="p"))
+    client.emit("stream:pause", {"stream_id": "p"})
+    time.sleep(0.2)
+    client.send_fragment(frag(0, "p"))
+    with pytest.raises(TimeoutError):
+        client.wait_processed("p-f0", 0.7)
+    client.emit("stream:resume", {"stream_id": "p"})
+    assert client.wait_processed("p-f0", 5).status == "success"
+
+
+def test_disconnect_cleans_up_sessions(url):
+    c = StsClient(url, token=TOKEN).connect()
+    for s in ("c1", "c2"):
+        c.init_stream(StreamInit(stream_id=s, max_inflight=8))
+        for i in range(4):
+            c.send_fragment(frag(i, s, delay_ms=500))
+    time.sleep(0.3)
+    assert requests.get(f"{url}/health", timeout=5).json()["streams"] >= 2
+    c.close()
+
+    def clean():
+        h = requests.get(f"{url}/health", timeout=5).json()
+        return h["streams"] == 0 and h["queue_depth"] == 0
+    from worker.procs import wait_until
+    wait_until(clean, 10, 0.2, "sessions cleaned up")
+
+
+def test_raw_socketio_client_speaks_the_protocol(url):
+    """No livedub code on the client side: the protocol as documented."""
+    got = {}
+    sio = socketio.Client()
+    sio.on("stream:ready", lambda d: got.setdefault("ready", d))
+    sio.on("fragment:processed", lambda d: got.setdefault("processed", d))
+    sio.connect(url, auth={"token": TOKEN}, transports=["websocket"])
+    sio.emit("stream:init", {"stream_id": "raw", "worker_id": "w", "config": {
+        "source_language": "en", "target_language": "es", "voice_profile": "default", "chunk_duration_ms": 1000,
+        "sample_rate_hz": 16000, "channels": 1, "format": "pcm_s16le"}})
+    from worker.procs import wait_until
+    wait_until(lambda: "ready" in got, 5)
+    import base64
+    sio.emit("fragment:data", {"fragment_id": "r0", "stream_id": "raw", "sequence_number": 0, "timestamp": 0,
+                               "audio": {"format": "pcm_s16le", "sample_rate_hz": 16000, "channels": 1,
+                                         "duration_ms": 1000, "data_base64": base64.b64encode(PCM).decode()}})
+    wait_until(lambda: "processed" in got, 5)
+    sio.disconnect()
+    p = got["processed"]
+    assert p["status"] == "success" and base64.b64decode(p["dubbed_audio"]["data_base64"]) == PCM
+    assert set(p["stage_timings"]) == {"asr_ms", "translation_ms", "tts_ms"}
+
+
+def test_sts_refuses_to_start_without_a_token():
+    env = {"PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "worker.cli", "sts", "--engine", "echo", "--port", "1"],
+                         capture_output=True, text=True, timeout=30, env=env)
+    assert out.returncode != 0 and "LIVEDUB_STS_TOKEN" in out.stderr

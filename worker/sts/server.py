@@ -1,0 +1,309 @@
+"""The STS service: an async python-socketio server on aiohttp.
+
+Socket handlers only parse, check and queue; engine work runs in a thread pool off the event loop,
+so acks go out at once and pings never time out. Work is shared fairly across streams through one
+bounded queue, and each stream's results go out in ``sequence_number`` order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import logging
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import socketio
+from aiohttp import web
+from pydantic import ValidationError
+
+from worker.sts.audio import AudioError, check_audio
+from worker.sts.engines import Engine
+from worker.sts.protocol import (
+    AUDIO_FORMATS,
+    DEFAULT_NAMESPACE,
+    PROTOCOL_VERSION,
+    SAMPLE_RATES,
+    ErrorEvent,
+    ErrorInfo,
+    FragmentAck,
+    FragmentData,
+    FragmentProcessed,
+    StreamComplete,
+    StreamInit,
+    StreamReady,
+    StreamRef,
+    encode_audio,
+    validation_message,
+)
+from worker.sts.sessions import FairQueue, QueueFull, StreamSession, backpressure
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]  # (socket id, stream id)
+
+
+@dataclass
+class Work:
+    fragment: FragmentData
+    raw: bytes
+    accepted_at: float
+    binary: bool
+
+
+class StsServer:
+    def __init__(self, engine: Engine, token: str | None, namespace: str = DEFAULT_NAMESPACE, workers: int = 1,
+                 queue_capacity: int = 64, max_audio_bytes: int = 10 * 1024 * 1024) -> None:
+        self.engine = engine
+        self.token = token
+        self.ns = namespace
+        self.workers = workers
+        self.max_audio_bytes = max_audio_bytes
+        self.queue = FairQueue(queue_capacity)
+        self.sessions: dict[Key, StreamSession] = {}
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sts-engine")
+        self.cond: asyncio.Condition | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        # base64 grows audio by 4/3; leave room so audio just over the limit gets a clean error.
+        self.sio = socketio.AsyncServer(async_mode="aiohttp", namespaces=[namespace], cors_allowed_origins=[],
+                                        max_http_buffer_size=max_audio_bytes * 2 + 65536)
+        handlers = {"connect": self.on_connect, "disconnect": self.on_disconnect, "stream:init": self.on_init,
+                    "fragment:data": self.on_fragment, "fragment:ack": self.on_client_ack,
+                    "stream:pause": self.on_pause, "stream:resume": self.on_resume, "stream:end": self.on_end}
+        for event, handler in handlers.items():
+            self.sio.on(event, handler, namespace=namespace)
+
+    def capabilities(self) -> dict[str, Any]:
+        return {"protocol_version": PROTOCOL_VERSION, "engine": self.engine.name, "formats": list(AUDIO_FORMATS),
+                "sample_rates_hz": list(SAMPLE_RATES), "channels": [1, 2], "binary_data": True,
+                "max_audio_bytes": self.max_audio_bytes, "namespace": self.ns}
+
+    # app -------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application()
+        self.sio.attach(app)
+        app.router.add_get("/health", self.health)
+        app.on_startup.append(self._startup)
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    async def _startup(self, _: web.Application) -> None:
+        self.cond = asyncio.Condition()
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(self.executor, self._load_engine)
+        self.tasks = [asyncio.create_task(self._work_loop()) for _ in range(self.workers)]
+
+    def _load_engine(self) -> None:
+        try:
+            self.engine.load()
+        except Exception:  # noqa: BLE001 - health shows the error; fragments then fail with a code
+            log.exception("engine %s failed to load", self.engine.name)
+
+    async def _cleanup(self, _: web.Application) -> None:
+        for task in self.tasks:
+            task.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def health(self, _: web.Request) -> web.Response:
+        body = {"status": "ok", **self.engine.health(), "streams": len(self.sessions),
+                "queue_depth": self.queue.size, "inflight": sum(s.inflight for s in self.sessions.values()),
+                "namespace": self.ns}
+        return web.json_response(body)
+
+    # helpers ---------------------------------------------------------------
+    async def _error(self, sid: str, code: str, message: str, retryable: bool = False, severity: str = "error",
+                     stream_id: str | None = None, fragment_id: str | None = None) -> None:
+        event = ErrorEvent(code=code, message=message, retryable=retryable, severity=severity,  # type: ignore[arg-type]
+                           stream_id=stream_id, fragment_id=fragment_id)
+        await self.sio.emit("error", event.to_wire(), to=sid, namespace=self.ns)
+
+    async def _notify(self) -> None:
+        assert self.cond is not None
+        async with self.cond:
+            self.cond.notify_all()
+
+    # handlers --------------------------------------------------------------
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        if self.token is None:
+            return
+        given = auth.get("token") if isinstance(auth, dict) else None
+        if not isinstance(given, str) or not hmac.compare_digest(given.encode(), self.token.encode()):
+            raise socketio.exceptions.ConnectionRefusedError("unauthorized: missing or wrong STS token")
+
+    async def on_disconnect(self, sid: str, *_: Any) -> None:
+        for key in [k for k in self.sessions if k[0] == sid]:
+            del self.sessions[key]
+            self.queue.drop(key)
+
+    async def on_init(self, sid: str, data: Any) -> None:
+        try:
+            init = StreamInit.model_validate(data)
+        except ValidationError as exc:
+            await self._error(sid, "INVALID_PAYLOAD", f"stream:init: {validation_message(exc)}")
+            return
+        problem = self.engine.check(init.config)
+        if problem:
+            code = "UNSUPPORTED_VOICE" if "voice" in problem else "UNSUPPORTED_LANGUAGE"
+            await self._error(sid, code, problem, stream_id=init.stream_id)
+            return
+        key = (sid, init.stream_id)
+        old = self.sessions.get(key)
+        if old is not None and old.inflight:
+            await self._error(sid, "STREAM_BUSY", "stream is already initialised with work in flight",
+                              stream_id=init.stream_id)
+            return
+        session = StreamSession(sid, init.stream_id, uuid.uuid4().hex, init.config, init.max_inflight,
+                                init.timeout_ms)
+        self.sessions[key] = session
+        ready = StreamReady(stream_id=init.stream_id, session_id=session.session_id, max_inflight=init.max_inflight,
+                            capabilities=self.capabilities())
+        await self.sio.emit("stream:ready", ready.to_wire(), to=sid, namespace=self.ns)
+
+    async def on_fragment(self, sid: str, data: Any) -> None:
+        fid = data.get("fragment_id") if isinstance(data, dict) and isinstance(data.get("fragment_id"), str) else None
+        try:
+            frag = FragmentData.model_validate(data)
+        except ValidationError as exc:
+            await self._error(sid, "INVALID_PAYLOAD", f"fragment:data: {validation_message(exc)}", fragment_id=fid)
+            return
+        key = (sid, frag.stream_id)
+        session = self.sessions.get(key)
+        err = functools.partial(self._error, sid, stream_id=frag.stream_id, fragment_id=frag.fragment_id)
+        if session is None:
+            await err("STREAM_NOT_FOUND", "unknown stream: send stream:init first")
+            return
+        if session.ending:
+            await err("STREAM_ENDING", "stream:end was received; no more fragments")
+            return
+        try:
+            raw = check_audio(frag.audio, self.max_audio_bytes)
+        except AudioError as exc:
+            await err(exc.code, str(exc))
+            return
+        chunk_ms = session.config.chunk_duration_ms
+        if session.inflight >= 2 * session.max_inflight:
+            bp = backpressure(frag.stream_id, session.inflight + 1, session.max_inflight, self.queue.size, chunk_ms)
+            if bp is not None:
+                await self.sio.emit("backpressure", bp.to_wire(), to=sid, namespace=self.ns)
+            await err("BACKPRESSURE", f"{session.inflight} fragments in flight: wait for results",
+                              retryable=True, severity="warning")
+            return
+        if frag.sequence_number in session.pending:
+            await err("DUPLICATE_FRAGMENT", f"sequence_number {frag.sequence_number} is in flight")
+            return
+        try:
+            position = self.queue.put(key, Work(frag, raw, time.monotonic(), frag.audio.data is not None))
+        except QueueFull as exc:
+            await err("QUEUE_FULL", str(exc), retryable=True, severity="warning")
+            return
+        session.accept(frag.sequence_number, frag.audio.duration_ms)
+        ack = FragmentAck(fragment_id=frag.fragment_id, status="queued", queue_position=position)
+        await self.sio.emit("fragment:ack", ack.to_wire(), to=sid, namespace=self.ns)
+        bp = backpressure(frag.stream_id, session.inflight, session.max_inflight, self.queue.size, chunk_ms)
+        if bp is not None:
+            await self.sio.emit("backpressure", bp.to_wire(), to=sid, namespace=self.ns)
+        await self._notify()
+
+    async def on_client_ack(self, sid: str, data: Any) -> None:
+        try:
+            FragmentAck.model_validate(data)
+        except ValidationError as exc:
+            await self._error(sid, "INVALID_PAYLOAD", f"fragment:ack: {validation_message(exc)}")
+
+    async def _session_for(self, sid: str, data: Any, event: str) -> StreamSession | None:
+        try:
+            ref = StreamRef.model_validate(data)
+        except ValidationError as exc:
+            await self._error(sid, "INVALID_PAYLOAD", f"{event}: {validation_message(exc)}")
+            return None
+        session = self.sessions.get((sid, ref.stream_id))
+        if session is None:
+            await self._error(sid, "STREAM_NOT_FOUND", f"{event}: unknown stream", stream_id=ref.stream_id)
+        return session
+
+    async def on_pause(self, sid: str, data: Any) -> None:
+        if (session := await self._session_for(sid, data, "stream:pause")) is not None:
+            session.paused = True
+            self.queue.paused.add((sid, session.stream_id))
+
+    async def on_resume(self, sid: str, data: Any) -> None:
+        if (session := await self._session_for(sid, data, "stream:resume")) is not None:
+            session.paused = False
+            self.queue.paused.discard((sid, session.stream_id))
+            await self._notify()
+
+    async def on_end(self, sid: str, data: Any) -> None:
+        if (session := await self._session_for(sid, data, "stream:end")) is not None:
+            session.ending = True
+            self.queue.paused.discard((sid, session.stream_id))
+            await self._notify()
+            await self._maybe_complete(session)
+
+    async def _maybe_complete(self, session: StreamSession) -> None:
+        if not session.ending or session.inflight:
+            return
+        done = StreamComplete(stream_id=session.stream_id, total_fragments=session.total_fragments,
+                              total_duration_ms=session.total_duration_ms, statistics=session.statistics())
+        self.sessions.pop((session.sid, session.stream_id), None)
+        self.queue.drop((session.sid, session.stream_id))
+        await self.sio.emit("stream:complete", done.to_wire(), to=session.sid, namespace=self.ns)
+
+    # work ------------------------------------------------------------------
+    async def _work_loop(self) -> None:
+        assert self.cond is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            async with self.cond:
+                await self.cond.wait_for(self.queue.ready)
+                popped = self.queue.pop()
+            if popped is None:
+                continue
+            key, work = popped
+            session = self.sessions.get(key)  # type: ignore[call-overload]
+            if session is None:
+                continue  # the client went away
+            result = await loop.run_in_executor(self.executor, self._process, session, work)
+            if self.sessions.get(key) is not session:  # type: ignore[call-overload]
+                continue
+            for ready in session.complete(result):
+                await self.sio.emit("fragment:processed", ready.to_wire(), to=session.sid, namespace=self.ns)
+            await self._maybe_complete(session)
+
+    def _process(self, session: StreamSession, work: Work) -> FragmentProcessed:
+        frag = work.fragment
+        base: dict[str, Any] = {"fragment_id": frag.fragment_id, "stream_id": frag.stream_id,
+                                "sequence_number": frag.sequence_number}
+        started = time.monotonic()
+        waited_ms = (started - work.accepted_at) * 1000
+        if waited_ms > session.timeout_ms:
+            return FragmentProcessed(**base, status="failed", processing_time_ms=waited_ms, error=ErrorInfo(
+                code="TIMEOUT", message=f"waited {waited_ms:.0f} ms in the queue, over timeout_ms", stage="queue",
+                retryable=True))
+        try:
+            delay = float(frag.metadata.get("echo_delay_ms", 0) or 0)
+            res = self.engine.process(frag.audio, work.raw, session.config, delay_ms=delay)
+        except AudioError as exc:
+            return self._failed(base, started, exc.code, str(exc), "decode" if exc.code == "DECODE_ERROR" else "")
+        except Exception as exc:  # noqa: BLE001 - a fragment fails, the service stays up
+            log.exception("fragment %s failed", frag.fragment_id)
+            return self._failed(base, started, "ENGINE_ERROR", f"{type(exc).__name__}: {exc}", "engine", True)
+        audio = encode_audio(res.audio, res.format, res.sample_rate_hz, res.channels, res.duration_ms, work.binary)
+        return FragmentProcessed(
+            **base, status=res.status, dubbed_audio=audio, transcript=res.transcript,  # type: ignore[arg-type]
+            translated_text=res.translated_text, processing_time_ms=(time.monotonic() - started) * 1000,
+            stage_timings=res.timings, metadata=_model_names(self.engine))
+
+    @staticmethod
+    def _failed(base: dict[str, Any], started: float, code: str, message: str, stage: str,
+                retryable: bool = False) -> FragmentProcessed:
+        return FragmentProcessed(**base, status="failed", processing_time_ms=(time.monotonic() - started) * 1000,
+                                 error=ErrorInfo(code=code, message=message, stage=stage, retryable=retryable))
+
+
+def _model_names(engine: Engine) -> dict[str, str]:
+    models = engine.health()["models"]
+    return {"asr_model": models["asr"]["name"], "translation_model": models["mt"]["name"],
+            "tts_model": models["tts"]["name"]}

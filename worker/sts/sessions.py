@@ -1,0 +1,126 @@
+"""Per-stream session state and the fair work queue. Pure: no sockets, no clocks."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.sts.protocol import Backpressure, FragmentProcessed, Statistics, StreamConfig
+
+
+@dataclass
+class StreamSession:
+    sid: str
+    stream_id: str
+    session_id: str
+    config: StreamConfig
+    max_inflight: int
+    timeout_ms: int
+    paused: bool = False
+    ending: bool = False
+    pending: list[int] = field(default_factory=list)  # heap of accepted, not yet emitted sequence numbers
+    done: dict[int, FragmentProcessed] = field(default_factory=dict)
+    total_fragments: int = 0
+    total_duration_ms: float = 0.0
+    times_ms: list[float] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: {"success": 0, "partial": 0, "failed": 0})
+
+    @property
+    def inflight(self) -> int:
+        return len(self.pending)
+
+    def accept(self, sequence: int, duration_ms: float) -> None:
+        if sequence in self.pending:
+            raise ValueError(f"sequence_number {sequence} is already in flight")
+        heapq.heappush(self.pending, sequence)
+        self.total_fragments += 1
+        self.total_duration_ms += duration_ms
+
+    def complete(self, result: FragmentProcessed) -> list[FragmentProcessed]:
+        """Record a finished fragment; return what may now go out, in sequence_number order."""
+        self.done[result.sequence_number] = result
+        self.counts[result.status] += 1
+        self.times_ms.append(result.processing_time_ms)
+        ready = []
+        while self.pending and self.pending[0] in self.done:
+            ready.append(self.done.pop(heapq.heappop(self.pending)))
+        return ready
+
+    def statistics(self) -> Statistics:
+        times = sorted(self.times_ms)
+        return Statistics(
+            success_count=self.counts["success"], partial_count=self.counts["partial"],
+            failed_count=self.counts["failed"], avg_processing_time_ms=sum(times) / len(times) if times else 0.0,
+            p95_processing_time_ms=percentile(times, 95),
+        )
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return 0.0
+    k = max(0, math.ceil(p / 100 * len(sorted_values)) - 1)
+    return sorted_values[k]
+
+
+def backpressure(stream_id: str, inflight: int, max_inflight: int, queue_depth: int,
+                 chunk_ms: int) -> Backpressure | None:
+    """None under ``max_inflight``; slow down above it; pause at twice it (where fragments are refused)."""
+    if inflight <= max_inflight:
+        return None
+    if inflight >= 2 * max_inflight:
+        return Backpressure(stream_id=stream_id, severity="high", current_inflight=inflight,
+                            queue_depth=queue_depth, action="pause", recommended_delay_ms=chunk_ms)
+    return Backpressure(stream_id=stream_id, severity="medium", current_inflight=inflight,
+                        queue_depth=queue_depth, action="slow_down", recommended_delay_ms=chunk_ms // 2)
+
+
+class QueueFull(Exception):
+    pass
+
+
+class FairQueue:
+    """A bounded work queue shared by all streams, served round-robin so that one stream's flood
+    cannot starve the others. Paused streams are skipped."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.queues: dict[Hashable, deque[Any]] = {}
+        self.order: deque[Hashable] = deque()
+        self.paused: set[Hashable] = set()
+        self.size = 0
+
+    def put(self, key: Hashable, item: Any) -> int:
+        """Queue an item; returns its position among all queued work. Raises QueueFull."""
+        if self.size >= self.capacity:
+            raise QueueFull(f"the work queue is full ({self.capacity})")
+        if key not in self.queues:
+            self.queues[key] = deque()
+            self.order.append(key)
+        self.queues[key].append(item)
+        self.size += 1
+        return self.size - 1
+
+    def ready(self) -> bool:
+        return any(q and k not in self.paused for k, q in self.queues.items())
+
+    def pop(self) -> tuple[Hashable, Any] | None:
+        for _ in range(len(self.order)):
+            key = self.order[0]
+            self.order.rotate(-1)
+            q = self.queues.get(key)
+            if q and key not in self.paused:
+                self.size -= 1
+                return key, q.popleft()
+        return None
+
+    def drop(self, key: Hashable) -> list[Any]:
+        items = list(self.queues.pop(key, ()))
+        if key in self.order:
+            self.order.remove(key)
+        self.paused.discard(key)
+        self.size -= len(items)
+        return items
