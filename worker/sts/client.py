@@ -146,7 +146,7 @@ class StsClient:
         result = self._wait(answer, timeout_s, "stream:ready")
         if isinstance(result, ErrorEvent):
             raise StsError(result.code, result.message, result.retryable)
-        return result  # type: ignore[no-any-return]
+        return result
 
     def send_fragment(self, frag: FragmentData) -> None:
         payload = frag.model_dump(mode="python", exclude_none=True)
@@ -161,7 +161,7 @@ class StsClient:
         result = self._wait(answer, timeout_s, f"fragment:processed for {fragment_id}")
         if isinstance(result, ErrorEvent):
             raise StsError(result.code, result.message, result.retryable)
-        return result  # type: ignore[no-any-return]
+        return result
 
     def emit(self, event: str, data: Any) -> None:
         self.sio.emit(event, data, namespace=self.ns)
