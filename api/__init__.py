@@ -12,6 +12,7 @@ from prometheus_flask_exporter import PrometheusMetrics
 from werkzeug.exceptions import HTTPException
 
 from tasks.config import celery_config
+from worker.metrics import RedisCounters
 from worker.runtime import make_registry
 from worker.settings import Settings, load_settings
 
@@ -45,7 +46,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     def _redis_down(exc: redis.RedisError) -> Any:
         return jsonify(error="Service Unavailable", reason=f"stream registry unavailable: {type(exc).__name__}"), 503
 
-    PrometheusMetrics(app, registry=CollectorRegistry(auto_describe=True), group_by="url_rule")
+    metrics_registry = CollectorRegistry(auto_describe=True)
+    metrics_registry.register(RedisCounters(app.extensions["livedub_registry"].r))
+    PrometheusMetrics(app, registry=metrics_registry, group_by="url_rule")
     return app
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 from flask import Blueprint, abort, jsonify, request
 from pydantic import BaseModel, ValidationError
 
 from api.deps import registry, require_secret
-from api.lifecycle import start_stream, stop_stream
+from api.lifecycle import start_stream, stop_stream, stream_options
 from worker.models import MediaMTXHook, NginxRtmpHook
 from worker.naming import InvalidStreamPath, StreamPath
 
@@ -54,7 +55,8 @@ def _input_only(path: StreamPath) -> str:
 def mediamtx_ready() -> Any:
     hook = _payload(MediaMTXHook)
     sid = _input_only(_path(hook))
-    body, code = start_stream(sid, f"mediamtx:{hook.MTX_SOURCE_TYPE}", wait_for_reader=False)
+    opts = stream_options(dict(parse_qsl(hook.MTX_QUERY)))
+    body, code = start_stream(sid, f"mediamtx:{hook.MTX_SOURCE_TYPE}", wait_for_reader=False, options=opts)
     return jsonify(body), code
 
 
@@ -75,7 +77,8 @@ def nginx_publish() -> Any:
         if hook.addr not in LOOPBACK:
             abort(403, description="only livedub's publisher may publish live/<id>/out")
         return jsonify(stream_id=path.stream_id, accepted="output"), 200
-    body, code = start_stream(path.stream_id, "nginx-rtmp", wait_for_reader=True)
+    opts = stream_options(request.form.to_dict())  # nginx-rtmp passes the URL's query as form fields
+    body, code = start_stream(path.stream_id, "nginx-rtmp", wait_for_reader=True, options=opts)
     return jsonify(body), code
 
 

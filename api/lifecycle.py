@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from flask import abort
+from pydantic import ValidationError
 
 from api.deps import celery, registry, settings
 from tasks.queues import STREAM_JOB_TASK
-from worker.models import StreamState
+from worker.models import StreamOptions, StreamState
 
 log = logging.getLogger(__name__)
 
 
-def start_stream(stream_id: str, source: str, wait_for_reader: bool) -> tuple[dict[str, Any], int]:
+def stream_options(values: Mapping[str, str]) -> StreamOptions:
+    """Per-stream options from the publish URL's query; 400 when one is out of range."""
+    try:
+        return StreamOptions.model_validate(dict(values))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        abort(400, description=f"invalid stream option {first['loc'][0]}: {first['msg']}")
+
+
+def start_stream(
+    stream_id: str, source: str, wait_for_reader: bool, options: StreamOptions | None = None
+) -> tuple[dict[str, Any], int]:
     """Register the stream and enqueue its job; idempotent while the stream is starting or live.
 
     ``wait_for_reader`` (nginx-rtmp): hold the answer until the job's reader has connected, so the
@@ -25,6 +38,9 @@ def start_stream(stream_id: str, source: str, wait_for_reader: bool) -> tuple[di
     reg.reconcile(settings().start_timeout_s)
     job_id, created = reg.start(stream_id, source)
     if created:
+        chosen = (options or StreamOptions()).model_dump(exclude_none=True)
+        if chosen:
+            reg.set_fields(stream_id, **chosen)
         try:
             celery().send_task(STREAM_JOB_TASK, args=[stream_id, job_id], task_id=job_id)
         except Exception as exc:  # noqa: BLE001 - the broker can fail in many ways

@@ -14,7 +14,7 @@ from tasks.config import celery_config
 
 
 def create_celery(settings: Any = None) -> Celery:
-    celery = Celery("livedub", include=["tasks.stream"])
+    celery = Celery("livedub", include=["tasks.stream", "tasks.pipeline"])
 
     @celery.on_configure.connect(weak=False)
     def _configure(sender: Celery, **_: Any) -> None:

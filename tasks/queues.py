@@ -14,3 +14,7 @@ ALL_QUEUES = (INGEST, STS, COLLECT, REMUX, PUBLISH)
 TASK_ROUTES = {f"livedub.{q}.*": {"queue": q} for q in ALL_QUEUES}
 
 STREAM_JOB_TASK = "livedub.ingest.stream_job"
+STS_DISPATCH_TASK = "livedub.sts.dispatch"
+COLLECT_TASK = "livedub.collect.fit"
+REMUX_TASK = "livedub.remux.piece"
+PUBLISH_TASK = "livedub.publish.stream"

@@ -25,7 +25,9 @@ def _on_shutdown(**_: Any) -> None:
 def stream_job(stream_id: str, job_id: str) -> dict[str, Any]:
     """Run one stream's ingest job until its input ends or it is stopped. Not acks_late: a long
     job is not redelivered; a worker that dies is caught by the registry's heartbeat expiry."""
-    job = build_stream_job(stream_id, job_id, shutdown=SHUTDOWN)
+    from tasks.pipeline import start_chain, start_publisher
+
+    job = build_stream_job(stream_id, job_id, SHUTDOWN, start_chain, start_publisher)
     outcome = job.run()
     log.info("stream %s job %s: %s (%s)", stream_id, job_id, outcome.state, outcome.reason)
     return {"state": outcome.state, "reason": outcome.reason, "segments": outcome.segments}

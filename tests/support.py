@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -97,6 +98,9 @@ class Stack:
     def secret(self) -> str:
         return Path(self.state["hook_secret_file"]).read_text()
 
+    def sts_token(self) -> str:
+        return Path(self.state["sts_token_file"]).read_text()
+
     def stream(self, stream_id: str) -> dict[str, Any]:
         resp = requests.get(f"{self.api}/v1/streams/{stream_id}", timeout=5)
         resp.raise_for_status()
@@ -124,14 +128,14 @@ class Stack:
 
 
 @contextmanager
-def local_stack(run_dir: Path, *extra: str) -> Iterator[Stack]:
+def local_stack(run_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[Stack]:
     """``livedub up --free-ports`` as a user runs it; stopped with SIGTERM, then checked for orphans."""
     state_file = run_dir / "state.json"
     log = open(run_dir.parent / f"{run_dir.name}-up.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "up", "--free-ports", "--run-dir", str(run_dir),
          "--state-file", str(state_file), *extra],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
     )
 
     def ready() -> bool:

@@ -31,21 +31,26 @@ def main(verbose: bool) -> None:
 @click.option("--http-port", type=int, default=8081, show_default=True, help="nginx stat page; 0: free.")
 @click.option("--redis-port", type=int, default=6379, show_default=True, help="0 picks a free port.")
 @click.option("--flower-port", type=int, default=5555, show_default=True, help="0 picks a free port.")
+@click.option("--sts-port", type=int, default=8765, show_default=True, help="0 picks a free port.")
+@click.option("--engine", type=click.Choice(["offline", "echo"]), default="offline", show_default=True,
+              help="The STS engine to run.")
+@click.option("--sts-url", help="Use this running STS service (LIVEDUB_STS_TOKEN for its key); start none.")
 @click.option("--free-ports", is_flag=True, help="Pick a free port for every service.")
 @click.option("--flower", is_flag=True, help="Also run the Flower dashboard.")
 @click.option("--state-file", type=click.Path(path_type=Path), help="Write the URLs as JSON here when ready.")
 def up(
     run_dir: Path, rtmp_port: int, api_port: int, http_port: int, redis_port: int, flower_port: int,
-    free_ports: bool, flower: bool, state_file: Path | None,
+    sts_port: int, engine: str, sts_url: str | None, free_ports: bool, flower: bool, state_file: Path | None,
 ) -> None:
     """Run the local stack in the foreground: Redis, nginx-rtmp, the API, workers. Ctrl-C stops it."""
     from worker.stack import LocalStack, StackConfig
 
     if free_ports:
-        rtmp_port = api_port = http_port = redis_port = flower_port = 0
+        rtmp_port = api_port = http_port = redis_port = flower_port = sts_port = 0
     cfg = StackConfig(
         run_dir=run_dir, rtmp_port=rtmp_port, api_port=api_port, http_port=http_port,
-        redis_port=redis_port, flower_port=flower_port, flower=flower,
+        redis_port=redis_port, flower_port=flower_port, flower=flower, sts_port=sts_port, engine=engine,
+        sts_url=sts_url, sts_token=os.environ.get("LIVEDUB_STS_TOKEN"),
         redis_url=os.environ.get("LIVEDUB_REDIS_URL"), hook_secret=os.environ.get("LIVEDUB_HOOK_SECRET"),
     )
     stack = LocalStack(cfg)
@@ -64,6 +69,7 @@ def up(
         click.echo(f"  output  {s['output_url_template']}   (play the dub here)")
         click.echo(f"  api     {s['api_url']}")
         click.echo(f"  redis   {s['redis_url']}")
+        click.echo(f"  sts     {s['sts_url']}" + (f"  (engine {s['engine']})" if s["engine"] else ""))
         click.echo(f"  stat    {s['stat_url']}")
         if s["flower_url"]:
             click.echo(f"  flower  {s['flower_url']}")
@@ -129,6 +135,35 @@ def sts(engine: str, host: str, port: int, namespace: str, token_file: Path | No
                        max_audio_bytes=int(max_audio_mb * 1024 * 1024))
     click.echo(f"livedub sts: engine={engine} namespace={namespace} on http://{host}:{port}")
     web.run_app(server.app(), host=host, port=port, print=None)
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to record the dubbed output (mp4).")
+@click.option("--state-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=Path(".livedub/run/state.json"), show_default=True, help="Written by livedub up.")
+@click.option("--stream-id", help="Default: dub-<random>.")
+@click.option("--target-lang", help="Target language (default: the deployment's).")
+@click.option("--segment-seconds", type=float, help="Segment length for this stream.")
+def dub(input_path: Path, output: Path, state_file: Path, stream_id: str | None, target_lang: str | None,
+        segment_seconds: float | None) -> None:
+    """Publish INPUT to the running stack in real time, record the dub to OUTPUT, print a JSON report."""
+    import json
+
+    from worker.dub import load_state, ok, run_dub
+
+    state = load_state(state_file)
+    if sys.stderr.isatty():
+        with click.progressbar(length=1000, label="dubbing", file=sys.stderr) as bar:
+            def progress(done: float, total: float) -> None:
+                bar.update(int(1000 * min(done / total, 1.0)) - bar.pos)
+
+            rep = run_dub(input_path, output, state, stream_id, target_lang, segment_seconds, progress)
+    else:
+        rep = run_dub(input_path, output, state, stream_id, target_lang, segment_seconds)
+    click.echo(json.dumps(rep, indent=2))
+    sys.exit(0 if ok(rep) else 1)
 
 
 @main.command()

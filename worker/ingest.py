@@ -15,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker import metrics
 from worker.media import PROGRESS, SEGMENT_LIST, parse_segment_list, progress_out_time_s, segmenter_args
 from worker.models import Segment, StreamState
 from worker.naming import rtmp_url
+from worker.prepare import NoVideo
 from worker.procs import ProcessRunner, stop_process
 from worker.registry import StreamRegistry
 from worker.settings import Settings
@@ -44,7 +46,7 @@ class StreamJob:
         store: LocalSegmentStore,
         settings: Settings,
         runner: ProcessRunner | None = None,
-        on_segment: Callable[[Segment], None] | None = None,
+        make_preparer: Callable[[Path, Callable[[], bool]], Callable[[Segment], None]] | None = None,
         shutdown: threading.Event | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -55,7 +57,9 @@ class StreamJob:
         self.store = store
         self.settings = settings
         self.runner = runner or ProcessRunner()
-        self.on_segment = on_segment
+        self.make_preparer = make_preparer
+        self.on_segment: Callable[[Segment], None] | None = None
+        self.fatal = ""
         self.shutdown = shutdown or threading.Event()
         self.monotonic = monotonic
         self.sleep = sleep
@@ -73,23 +77,38 @@ class StreamJob:
             return JobOutcome(None, "duplicate: another process runs this job", 0)
         out_dir = self.store.job_dir(self.stream_id, self.job_id)
         url = rtmp_url(self.settings.rtmp_url, self.stream_id, "in")
-        args = segmenter_args(
-            url, out_dir, self.settings.segment_seconds, self.settings.read_timeout_s, self.settings.ffmpeg_bin
-        )
-        self.registry.set_fields(self.stream_id, heartbeat_at=self.registry.clock(), input_url=url)
+        seconds = rec.segment_seconds or self.settings.segment_seconds
+        args = segmenter_args(url, out_dir, seconds, self.settings.read_timeout_s, self.settings.ffmpeg_bin,
+                              audio_track=self.make_preparer is not None)
+        self.registry.set_fields(self.stream_id, heartbeat_at=self.registry.clock(), input_url=url,
+                                 segment_seconds=seconds)
         with open(out_dir / "ffmpeg.log", "wb") as errlog:
             proc = self.runner.start(args, stderr=errlog)
+            if self.make_preparer is not None:
+                self.on_segment = self.make_preparer(out_dir, lambda: proc.poll() is None)
             try:
                 why_stopped = self._watch(proc, out_dir)
             finally:
                 stop_process(proc, signal.SIGTERM, grace_s=3)
-        self._collect(out_dir)
-        outcome = self._outcome(why_stopped, proc.returncode, out_dir)
-        if outcome.state is not None:
-            self.registry.finish(self.stream_id, self.job_id, outcome.state, outcome.reason)
-            self.store.expire(self.stream_id, self.job_id, self.settings.store_ttl_s)
+        if not self.fatal:
+            self._collect(out_dir)
+        outcome = self._outcome(self.fatal or why_stopped, proc.returncode, out_dir)
+        self._record_outcome(outcome)
         self.registry.release(self.stream_id, self.holder)
         return outcome
+
+    def _record_outcome(self, outcome: JobOutcome) -> None:
+        if outcome.state is None:
+            return
+        self.store.expire(self.stream_id, self.job_id, self.settings.store_ttl_s)
+        if self.seen and self.on_segment is not None:
+            # The publisher still has pieces to put out; it ends the stream after the last one.
+            self.registry.set_fields(self.stream_id, segments_final=self.seen, ended_input_at=self.registry.clock())
+            if outcome.state is StreamState.ENDED:
+                self.registry.mark_draining(self.stream_id, self.job_id, outcome.reason)
+                self.registry.set_fields(self.stream_id, reason=outcome.reason)
+                return
+        self.registry.finish(self.stream_id, self.job_id, outcome.state, outcome.reason)
 
     def _take_lease(self) -> bool:
         """A previous generation may still be draining: wait for its lease, bounded."""
@@ -118,6 +137,8 @@ class StreamJob:
             job_id, state, stop = (f.decode() if isinstance(f, bytes) else "" for f in fields)
             if job_id != self.job_id:
                 return "superseded"
+            if self.fatal:
+                return self.fatal
             if self.shutdown.is_set():
                 return "worker shut down while the stream was live"
             if stop == "1" and not interrupted:
@@ -147,7 +168,21 @@ class StreamJob:
             self.registry.add_segment(self.stream_id, seg, (out_dir / entry.file).stat().st_size)
             self.seen += 1
             if self.on_segment is not None:
-                self.on_segment(seg)
+                self._prepare(seg)
+
+    def _prepare(self, seg: Segment) -> None:
+        assert self.on_segment is not None
+        try:
+            self.on_segment(seg)
+        except NoVideo as exc:
+            self.fatal = str(exc)
+            self.registry.update_segment(self.stream_id, seg.sequence, status="failed", reason=str(exc))
+            metrics.count(self.registry.r, "livedub_segments_total", status="failed")
+        except Exception as exc:  # noqa: BLE001 - one segment fails, counted; the stream goes on
+            log.exception("%s: segment %d could not be prepared", self.stream_id, seg.sequence)
+            self.registry.update_segment(self.stream_id, seg.sequence, status="failed",
+                                         reason=f"prepare failed: {exc}")
+            metrics.count(self.registry.r, "livedub_segments_total", status="failed")
 
     def _outcome(self, why: str, returncode: int | None, out_dir: Path) -> JobOutcome:
         if why == "superseded":
@@ -156,6 +191,8 @@ class StreamJob:
             return JobOutcome(StreamState.FAILED, why, self.seen)
         if self.seen == 0:
             tail = _tail(out_dir / "ffmpeg.log")
+            if "0:a" in tail and "matches no streams" in tail:
+                return JobOutcome(StreamState.FAILED, "input has no audio track: there is no speech to dub", 0)
             reason = why or f"no media received from the input (ffmpeg exit {returncode}: {tail})"
             state = StreamState.ENDED if why else StreamState.FAILED
             return JobOutcome(state, reason, 0)

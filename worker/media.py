@@ -10,6 +10,8 @@ from typing import Any
 
 import ffmpeg
 
+from worker.pieces import audio_track_args
+
 SEGMENT_LIST = "list.csv"
 SEGMENT_PATTERN = "seg_%05d.ts"
 PROGRESS = "progress.txt"
@@ -29,7 +31,8 @@ def rtmp_input_options(read_timeout_s: float) -> dict[str, Any]:
 
 
 def segmenter_args(
-    input_url: str, out_dir: Path, segment_seconds: float, read_timeout_s: float, ffmpeg_bin: str = "ffmpeg"
+    input_url: str, out_dir: Path, segment_seconds: float, read_timeout_s: float, ffmpeg_bin: str = "ffmpeg",
+    audio_track: bool = False,
 ) -> list[str]:
     """Cut the live input at keyframes into MPEG-TS segments, keeping absolute timestamps.
 
@@ -48,8 +51,12 @@ def segmenter_args(
         segment_list=str(out_dir / SEGMENT_LIST),
         segment_list_type="csv",
         segment_list_flags="live",
+        muxdelay=0,
+        muxpreload=0,
     )
     args = _compile(out, ffmpeg_bin)
+    if audio_track:  # the continuous original audio, for exact per-piece slicing
+        args += audio_track_args(out_dir / "audio.pcm")
     # Progress blocks every 0.5 s tell the job that media arrives before the first segment closes.
     return [args[0], "-progress", str(out_dir / PROGRESS), "-stats_period", "0.5", *args[1:]]
 

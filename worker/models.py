@@ -57,7 +57,9 @@ class NginxRtmpHook(BaseModel):
 
 
 class Segment(BaseModel):
-    """One cut of the live input. ``status`` is filled in as the pipeline goes."""
+    """One cut of the live input. ``status`` ends as processed, fallback or failed (with a reason)."""
+
+    model_config = ConfigDict(extra="ignore")
 
     sequence: int = Field(ge=0)
     status: str = "extracted"
@@ -68,6 +70,56 @@ class Segment(BaseModel):
     transcript: str | None = None
     translated_text: str | None = None
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    audio_start_sample: int | None = None
+    audio_samples: int | None = None
+    deadline_at: float | None = None
+    dub: str | None = None  # "ready" | "fallback" (the chain's outcome)
+    dub_reason: str | None = None
+    piece: str | None = None
+    fallback_piece: str | None = None
+    stretch_ratio: float | None = None
+    trimmed_s: float | None = None
+    published_at: float | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+class StreamOptions(BaseModel):
+    """Per-stream options, from the publish URL's query (``?segment_seconds=4&target_language=fr``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    segment_seconds: float | None = Field(None, gt=0.5, le=60)
+    target_language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
+    voice_profile: str | None = Field(None, pattern=r"^[a-z0-9_-]{1,32}$")
+
+
+class ChainMsg(BaseModel):
+    """What the per-segment chain passes from task to task: keys and numbers, never media bytes."""
+
+    stream_id: str
+    job_id: str
+    sequence: int
+    segment_key: str
+    orig_key: str
+    start_s: float
+    end_s: float
+    audio_start_sample: int
+    audio_samples: int
+    deadline_at: float
+    source_language: str
+    target_language: str
+    voice_profile: str
+    dub_key: str | None = None
+    dub_format: str = "wav"
+    dub_rate: int = 48000
+    dub_channels: int = 2
+    transcript: str = ""
+    translated_text: str = ""
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    fallback_reason: str | None = None
 
     @property
     def duration_s(self) -> float:
@@ -94,6 +146,17 @@ class StreamRecord(BaseModel):
     segment_count: int = 0
     media_seconds: float = 0.0
     media_bytes: int = 0
+    # Pipeline: media time 0 is at wall time origin_at; the output runs output_delay_s behind.
+    origin_at: float | None = None
+    output_delay_s: float | None = None
+    segment_seconds: float | None = None
+    target_language: str | None = None
+    voice_profile: str | None = None
+    segments_final: int | None = None  # set when the input has ended: how many segments there are
+    output_url: str | None = None
+    published_count: int = 0
+    publisher_state: str | None = None
+    publisher_reason: str | None = None
     segments: list[Segment] = Field(default_factory=list)
 
     @classmethod

@@ -59,6 +59,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
 
+# Merge fields into one segment's JSON atomically (tasks update different fields concurrently).
+_MERGE = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local seg = cjson.decode(raw)
+for k, v in pairs(cjson.decode(ARGV[2])) do seg[k] = v end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(seg))
+return 1
+"""
+
 ACTIVE = "starting,live,draining"
 
 
@@ -71,6 +81,7 @@ class StreamRegistry:
         self._transition = client.register_script(_TRANSITION)
         self._lease = client.register_script(_LEASE)
         self._release = client.register_script(_RELEASE)
+        self._merge = client.register_script(_MERGE)
 
     # keys -----------------------------------------------------------------
     @staticmethod
@@ -122,19 +133,23 @@ class StreamRegistry:
             self.r.hsetnx(self.key(stream_id), "reader_connected_at", repr(self.clock()))
 
     # leases (heartbeats) --------------------------------------------------
-    def lease(self, stream_id: str, holder: str, ttl_s: float) -> bool:
-        """Take or refresh a lease on the stream for ``holder``. False when someone else holds it."""
-        return bool(self._lease(keys=[self.key(stream_id, "lease")], args=[holder, int(ttl_s * 1000)]))
+    def lease(self, stream_id: str, holder: str, ttl_s: float, kind: str = "lease") -> bool:
+        """Take or refresh a lease on the stream for ``holder``. False when someone else holds it.
+        ``kind``: "lease" (the ingest job) or "publisher"."""
+        return bool(self._lease(keys=[self.key(stream_id, kind)], args=[holder, int(ttl_s * 1000)]))
 
-    def release(self, stream_id: str, holder: str) -> None:
-        self._release(keys=[self.key(stream_id, "lease")], args=[holder])
+    def release(self, stream_id: str, holder: str, kind: str = "lease") -> None:
+        self._release(keys=[self.key(stream_id, kind)], args=[holder])
 
-    def lease_owner(self, stream_id: str) -> str | None:
-        v = self.r.get(self.key(stream_id, "lease"))
+    def lease_owner(self, stream_id: str, kind: str = "lease") -> str | None:
+        v = self.r.get(self.key(stream_id, kind))
         return _s(v) if v is not None else None
 
     def reconcile(self, start_timeout_s: float) -> list[str]:
-        """Fail active streams whose job stopped heartbeating. Returns the ids it failed."""
+        """Fail active streams whose job stopped heartbeating. Returns the ids it failed.
+
+        Until the input has ended (``segments_final`` unset) the ingest job must hold its lease; after
+        that, the publisher must (it ends the stream once the last piece is out)."""
         failed = []
         now = self.clock()
         for raw in self.r.zrange(self.index_key, 0, -1):
@@ -143,19 +158,26 @@ class StreamRegistry:
             if not fields:
                 self.r.zrem(self.index_key, sid)
                 continue
-            state = StreamState(fields["state"])
-            if not state.active or self.r.exists(self.key(sid, "lease")):
-                continue
-            beat = fields.get("heartbeat_at")
-            if beat:
-                reason = f"heartbeat lost: the ingest job stopped {now - float(beat):.1f}s ago (worker died?)"
-            elif now - float(fields["created_at"]) > start_timeout_s:
-                reason = f"no ingest worker started the job within {start_timeout_s:.0f}s"
-            else:
-                continue
-            if self.finish(sid, fields["job_id"], StreamState.FAILED, reason):
+            reason = self._stale(sid, fields, now, start_timeout_s)
+            if reason and self.finish(sid, fields["job_id"], StreamState.FAILED, reason):
                 failed.append(sid)
         return failed
+
+    def _stale(self, sid: str, fields: dict[str, str], now: float, start_timeout_s: float) -> str | None:
+        if not StreamState(fields["state"]).active:
+            return None
+        input_done = "segments_final" in fields
+        who, kind, beat_field = ("publisher", "publisher", "publisher_heartbeat_at") if input_done \
+            else ("ingest job", "lease", "heartbeat_at")
+        if self.r.exists(self.key(sid, kind)):
+            return None
+        beat = fields.get(beat_field)
+        if beat:
+            return f"heartbeat lost: the {who} stopped {now - float(beat):.1f}s ago (worker died?)"
+        since = float(fields.get("ended_input_at") or fields["created_at"])
+        if now - since > start_timeout_s:
+            return f"no {'publish' if input_done else 'ingest'} worker started within {start_timeout_s:.0f}s"
+        return None
 
     # segments -------------------------------------------------------------
     def add_segment(self, stream_id: str, seg: Segment, size_bytes: int) -> None:
@@ -167,13 +189,12 @@ class StreamRegistry:
         pipe.execute()
 
     def update_segment(self, stream_id: str, sequence: int, **fields: object) -> None:
-        key = self.key(stream_id, "segments")
-        raw = self.r.hget(key, str(sequence))
-        if raw is None:
+        if not self._merge(keys=[self.key(stream_id, "segments")], args=[str(sequence), json.dumps(fields)]):
             raise KeyError(f"{stream_id} has no segment {sequence}")
-        data = json.loads(raw)
-        data.update(fields)
-        self.r.hset(key, str(sequence), json.dumps(data))
+
+    def segment(self, stream_id: str, sequence: int) -> Segment | None:
+        raw = self.r.hget(self.key(stream_id, "segments"), str(sequence))
+        return Segment.model_validate_json(raw) if raw is not None else None
 
     def segments(self, stream_id: str) -> list[Segment]:
         raw = self.r.hgetall(self.key(stream_id, "segments"))

@@ -1,13 +1,18 @@
-"""Wiring: build the real collaborators (Redis, store, settings) for a process."""
+"""Wiring: build the real collaborators (Redis, store, settings, STS pool) once per process."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 
 import redis
 
+from worker.chain import StsPool
 from worker.ingest import StreamJob
+from worker.models import ChainMsg, Segment
+from worker.prepare import SegmentPreparer, StreamPlan
 from worker.registry import StreamRegistry
 from worker.settings import Settings, load_settings
 from worker.store import LocalSegmentStore
@@ -25,13 +30,49 @@ def make_registry(settings: Settings) -> StreamRegistry:
     return StreamRegistry(client, record_ttl_s=settings.record_ttl_s)
 
 
-def build_stream_job(stream_id: str, job_id: str, shutdown: threading.Event) -> StreamJob:
+_registries: dict[int, StreamRegistry] = {}
+
+
+def process_registry(settings: Settings) -> StreamRegistry:
+    key = id(settings)
+    if key not in _registries:
+        _registries[key] = make_registry(settings)
+    return _registries[key]
+
+
+def process_store(settings: Settings) -> LocalSegmentStore:
+    return LocalSegmentStore(settings.store_dir)
+
+
+_pools: dict[int, StsPool] = {}
+
+
+def sts_pool(settings: Settings) -> StsPool:
+    key = id(settings)
+    if key not in _pools:
+        _pools[key] = StsPool(settings)
+    return _pools[key]
+
+
+def build_stream_job(
+    stream_id: str, job_id: str, shutdown: threading.Event, dispatch: Callable[[ChainMsg], None],
+    start_publisher: Callable[[str, str], None],
+) -> StreamJob:
     settings = process_settings()
-    return StreamJob(
-        stream_id,
-        job_id,
-        registry=make_registry(settings),
-        store=LocalSegmentStore(settings.store_dir),
-        settings=settings,
-        shutdown=shutdown,
+    registry = process_registry(settings)
+    store = process_store(settings)
+    rec = registry.get(stream_id)
+    plan = StreamPlan(
+        segment_seconds=(rec.segment_seconds if rec and rec.segment_seconds else settings.segment_seconds),
+        source_language=settings.source_language,
+        target_language=(rec.target_language if rec and rec.target_language else settings.target_language),
+        voice_profile=(rec.voice_profile if rec and rec.voice_profile else settings.voice_profile),
     )
+
+    def make_preparer(out_dir: Path, reader_alive: Callable[[], bool]) -> Callable[[Segment], None]:
+        return SegmentPreparer(stream_id, job_id, out_dir, registry=registry, store=store, settings=settings,
+                               plan=plan, dispatch=dispatch, start_publisher=lambda: start_publisher(stream_id, job_id),
+                               reader_alive=reader_alive)
+
+    return StreamJob(stream_id, job_id, registry=registry, store=store, settings=settings, shutdown=shutdown,
+                     make_preparer=make_preparer)

@@ -44,6 +44,24 @@ class Settings(BaseSettings):
     max_hook_body_bytes: int = 16 * 1024
     record_ttl_s: int = 24 * 3600
 
+    # Pipeline. The output runs segment_seconds + latency_budget_s behind the input.
+    latency_budget_s: float = Field(2.0, ge=0.2, le=60)
+    # Feed each piece this long before the publisher needs it.
+    publish_margin_s: float = Field(0.3, ge=0, le=5)
+    source_language: str = "en"
+    target_language: str = "es"
+    voice_profile: str = "default"
+    max_stretch: float = Field(1.3, ge=1.0, le=2.0)
+    mix_mode: Literal["duck", "replace"] = "duck"
+    duck_db: float = Field(12.0, ge=0, le=60)
+    audio_bitrate: str = "128k"
+
+    # The STS service.
+    sts_url: str = "http://127.0.0.1:8765"
+    sts_token: SecretStr | None = None
+    sts_token_file: Path | None = None
+    sts_namespace: str = "/"
+
     ffmpeg_bin: str = "ffmpeg"
     ffprobe_bin: str = "ffprobe"
 
@@ -51,7 +69,12 @@ class Settings(BaseSettings):
     def _read_secret_file(self) -> Settings:
         if self.hook_secret is None and self.hook_secret_file is not None:
             self.hook_secret = SecretStr(self.hook_secret_file.read_text().strip())
+        if self.sts_token is None and self.sts_token_file is not None:
+            self.sts_token = SecretStr(self.sts_token_file.read_text().strip())
         return self
+
+    def sts_token_value(self) -> str | None:
+        return self.sts_token.get_secret_value() if self.sts_token is not None else None
 
     def require_hook_secret(self) -> str | None:
         """The hook secret, or None when the deployment is explicitly insecure."""

@@ -57,12 +57,16 @@ class StackConfig:
     flower: bool = False
     redis_url: str | None = None  # external Redis: start none
     hook_secret: str | None = None
+    sts_port: int = 8765
+    engine: str = "offline"  # the STS engine livedub up starts: offline | echo
+    sts_url: str | None = None  # an STS service that already runs: start none
+    sts_token: str | None = None
     host: str = "127.0.0.1"
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def resolve_ports(self) -> None:
         """0 means "pick a free port", so stacks can run side by side."""
-        for name in ("rtmp_port", "api_port", "http_port", "redis_port", "flower_port"):
+        for name in ("rtmp_port", "api_port", "http_port", "redis_port", "flower_port", "sts_port"):
             if getattr(self, name) == 0:
                 setattr(self, name, free_port(self.host))
 
@@ -83,11 +87,17 @@ class LocalStack:
         self.children: list[Child] = []
         self.tag = uuid.uuid4().hex[:6]
         self.secret = cfg.hook_secret or secrets.token_hex(16)
+        # With no STS URL, livedub up runs the service and makes a random key for both sides.
+        self.sts_token = cfg.sts_token if cfg.sts_url else (cfg.sts_token or secrets.token_hex(16))
 
     # urls -------------------------------------------------------------------
     @property
     def redis_url(self) -> str:
         return self.cfg.redis_url or f"redis://{self.cfg.host}:{self.cfg.redis_port}/0"
+
+    @property
+    def sts_url(self) -> str:
+        return self.cfg.sts_url or f"http://{self.cfg.host}:{self.cfg.sts_port}"
 
     @property
     def api_url(self) -> str:
@@ -102,11 +112,14 @@ class LocalStack:
             "api_url": self.api_url,
             "rtmp_url": self.rtmp_url,
             "redis_url": self.redis_url,
+            "sts_url": self.sts_url,
+            "engine": None if self.cfg.sts_url else self.cfg.engine,
             "flower_url": f"http://{self.cfg.host}:{self.cfg.flower_port}" if self.cfg.flower else None,
             "stat_url": f"http://{self.cfg.host}:{self.cfg.http_port}/stat",
             "ingest_url_template": f"{self.rtmp_url}/live//<id>/in",
             "output_url_template": f"{self.rtmp_url}/live//<id>/out",
             "hook_secret_file": str(self.cfg.run_dir / "hook_secret"),
+            "sts_token_file": str(self.cfg.run_dir / "sts_token") if self.sts_token else None,
             "worker_names": {q: self.worker_name(q) for q in ALL_QUEUES},
             "pid": os.getpid(),
         }
@@ -122,8 +135,14 @@ class LocalStack:
             LIVEDUB_RTMP_URL=self.rtmp_url,
             LIVEDUB_MEDIA_SERVER="nginx-rtmp",
             LIVEDUB_STORE_DIR=str(self.cfg.run_dir / "store"),
+            LIVEDUB_STS_URL=self.sts_url,
             PYTHONUNBUFFERED="1",
         )
+        if self.sts_token:
+            env["LIVEDUB_STS_TOKEN"] = self.sts_token
+        if self.cfg.engine == "offline" and not self.cfg.sts_url:
+            # Real ASR -> MT -> TTS on 2 CPU cores needs about a second per segment: more budget.
+            env.setdefault("LIVEDUB_LATENCY_BUDGET_S", "3.0")
         env.update(self.cfg.extra_env)
         return env
 
@@ -133,12 +152,15 @@ class LocalStack:
         cfg.resolve_ports()
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         (cfg.run_dir / "logs").mkdir(exist_ok=True)
-        secret_file = cfg.run_dir / "hook_secret"
-        secret_file.write_text(self.secret)
-        secret_file.chmod(0o600)
+        for name, value in (("hook_secret", self.secret), ("sts_token", self.sts_token)):
+            if value:
+                (cfg.run_dir / name).write_text(value)
+                (cfg.run_dir / name).chmod(0o600)
         try:
             if cfg.redis_url is None:
                 self._start_redis()
+            if cfg.sts_url is None:
+                self._start_sts()
             self._start_api()
             self._start_nginx()
             for queue in ALL_QUEUES:
@@ -199,6 +221,13 @@ class LocalStack:
             "--appendonly", "no", "--dir", str(self.cfg.run_dir), "--daemonize", "no",
         ])
         self._wait(child, lambda: redis.Redis.from_url(self.redis_url, socket_timeout=1).ping())
+
+    def _start_sts(self) -> None:
+        child = self._spawn("sts", [
+            sys.executable, "-m", "worker.cli", "sts", "--engine", self.cfg.engine, "--host", self.cfg.host,
+            "--port", str(self.cfg.sts_port),
+        ])
+        self._wait(child, lambda: requests.get(f"{self.sts_url}/health", timeout=1).status_code == 200, 60)
 
     def _start_api(self) -> None:
         child = self._spawn("api", [

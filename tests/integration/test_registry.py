@@ -97,7 +97,7 @@ def test_reconcile_fails_a_job_nobody_picked_up(reg):
     assert reg.reconcile(30) == []
     reg.test_clock.t = 1031.0
     assert reg.reconcile(30) == ["s"]
-    assert "no ingest worker" in reg.get("s").reason
+    assert "no ingest worker started" in reg.get("s").reason
 
 
 def test_segments_and_counters(reg):

@@ -41,7 +41,7 @@ class StreamConfig(Wire):
 class StreamInit(Wire):
     stream_id: str = ID
     worker_id: str = Field("", max_length=128)
-    config: StreamConfig = Field(default_factory=StreamConfig)  # type: ignore[arg-type]
+    config: StreamConfig = Field(default_factory=StreamConfig)
     max_inflight: int = Field(3, ge=1, le=64)
     timeout_ms: int = Field(8000, ge=100, le=600_000)
 

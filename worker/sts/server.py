@@ -44,6 +44,7 @@ from worker.sts.sessions import FairQueue, QueueFull, StreamSession, backpressur
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (socket id, stream id)
+MONITOR_ROOM = "monitor"
 
 
 @dataclass
@@ -72,7 +73,8 @@ class StsServer:
                                         max_http_buffer_size=max_audio_bytes * 2 + 65536)
         handlers = {"connect": self.on_connect, "disconnect": self.on_disconnect, "stream:init": self.on_init,
                     "fragment:data": self.on_fragment, "fragment:ack": self.on_client_ack,
-                    "stream:pause": self.on_pause, "stream:resume": self.on_resume, "stream:end": self.on_end}
+                    "stream:pause": self.on_pause, "stream:resume": self.on_resume, "stream:end": self.on_end,
+                    "monitor:subscribe": self.on_monitor}
         for event, handler in handlers.items():
             self.sio.on(event, handler, namespace=namespace)
 
@@ -116,7 +118,7 @@ class StsServer:
     # helpers ---------------------------------------------------------------
     async def _error(self, sid: str, code: str, message: str, retryable: bool = False, severity: str = "error",
                      stream_id: str | None = None, fragment_id: str | None = None) -> None:
-        event = ErrorEvent(code=code, message=message, retryable=retryable, severity=severity,  # type: ignore[arg-type]
+        event = ErrorEvent(code=code, message=message, retryable=retryable, severity=severity,
                            stream_id=stream_id, fragment_id=fragment_id)
         await self.sio.emit("error", event.to_wire(), to=sid, namespace=self.ns)
 
@@ -207,6 +209,10 @@ class StsServer:
             await self.sio.emit("backpressure", bp.to_wire(), to=sid, namespace=self.ns)
         await self._notify()
 
+    async def on_monitor(self, sid: str, data: Any = None) -> None:
+        """An authenticated observer (a dashboard, a test) gets a copy of every fragment:processed."""
+        await self.sio.enter_room(sid, MONITOR_ROOM, namespace=self.ns)
+
     async def on_client_ack(self, sid: str, data: Any) -> None:
         try:
             FragmentAck.model_validate(data)
@@ -269,7 +275,10 @@ class StsServer:
             if self.sessions.get(key) is not session:  # type: ignore[call-overload]
                 continue
             for ready in session.complete(result):
-                await self.sio.emit("fragment:processed", ready.to_wire(), to=session.sid, namespace=self.ns)
+                wire = ready.to_wire()
+                await self.sio.emit("fragment:processed", wire, to=session.sid, namespace=self.ns)
+                await self.sio.emit("fragment:processed", wire, room=MONITOR_ROOM, skip_sid=session.sid,
+                                    namespace=self.ns)
             await self._maybe_complete(session)
 
     def _process(self, session: StreamSession, work: Work) -> FragmentProcessed:
@@ -292,7 +301,7 @@ class StsServer:
             return self._failed(base, started, "ENGINE_ERROR", f"{type(exc).__name__}: {exc}", "engine", True)
         audio = encode_audio(res.audio, res.format, res.sample_rate_hz, res.channels, res.duration_ms, work.binary)
         return FragmentProcessed(
-            **base, status=res.status, dubbed_audio=audio, transcript=res.transcript,  # type: ignore[arg-type]
+            **base, status=res.status, dubbed_audio=audio, transcript=res.transcript,
             translated_text=res.translated_text, processing_time_ms=(time.monotonic() - started) * 1000,
             stage_timings=res.timings, metadata=_model_names(self.engine))
 

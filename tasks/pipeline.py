@@ -1,0 +1,55 @@
+"""Thin tasks for the per-segment chain and the per-stream publisher.
+
+The chain tasks are idempotent (keyed by stream id and sequence number: files are rewritten, registry
+fields merged), so they are acked late and redelivered if their worker dies mid-task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import chain
+
+from tasks import app
+from tasks.queues import COLLECT_TASK, PUBLISH_TASK, REMUX_TASK, STS_DISPATCH_TASK
+from worker import chain as work
+from worker.models import ChainMsg
+from worker.publisher import Publisher
+from worker.runtime import process_registry, process_settings, process_store, sts_pool
+
+IDEMPOTENT: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
+
+
+def start_chain(msg: ChainMsg) -> None:
+    """STS-dispatch -> collect -> remux, each on its own queue. Never waits on a result."""
+    chain(app.signature(STS_DISPATCH_TASK, args=(msg.model_dump(),)), app.signature(COLLECT_TASK),
+          app.signature(REMUX_TASK)).apply_async()
+
+
+def start_publisher(stream_id: str, job_id: str) -> None:
+    app.send_task(PUBLISH_TASK, args=[stream_id, job_id], task_id=f"pub-{job_id}")
+
+
+@app.task(name=STS_DISPATCH_TASK, **IDEMPOTENT)
+def sts_dispatch(msg: dict[str, Any]) -> dict[str, Any]:
+    s = process_settings()
+    return work.dispatch(ChainMsg(**msg), process_store(s), process_registry(s), sts_pool(s)).model_dump()
+
+
+@app.task(name=COLLECT_TASK, **IDEMPOTENT)
+def collect(msg: dict[str, Any]) -> dict[str, Any]:
+    s = process_settings()
+    return work.collect(ChainMsg(**msg), process_store(s), process_registry(s), s).model_dump()
+
+
+@app.task(name=REMUX_TASK, **IDEMPOTENT)
+def remux(msg: dict[str, Any]) -> dict[str, Any]:
+    s = process_settings()
+    return work.remux(ChainMsg(**msg), process_store(s), process_registry(s), s).model_dump()
+
+
+@app.task(name=PUBLISH_TASK, ignore_result=True)
+def publish(stream_id: str, job_id: str) -> str:
+    """One per stream, as long as the stream. Not acks_late: the lease guards against duplicates."""
+    s = process_settings()
+    return Publisher(stream_id, job_id, registry=process_registry(s), store=process_store(s), settings=s).run()

@@ -1,0 +1,87 @@
+import math
+
+import pytest
+
+from worker.timing import (
+    AAC_FRAME,
+    FitPlan,
+    audio_boundary,
+    fit_plan,
+    output_delay_s,
+    pcm_slice,
+    piece_deadline,
+    to_us,
+)
+
+
+def test_boundaries_are_aac_frames_nearest_to_video_time():
+    assert audio_boundary(0) == 0
+    assert audio_boundary(to_us(0.021)) == 1024  # 0.021 s is 0.98 frames
+    assert audio_boundary(to_us(6.021)) == 1024 * 282  # 282.23 frames
+    for t in (0.0, 1.5, 6.021, 3600.04):
+        b = audio_boundary(to_us(t))
+        assert b % AAC_FRAME == 0
+        assert abs(b / 48000 - t) <= 512 / 48000 + 1e-9
+
+
+def test_half_frame_rounds_up_not_to_even():
+    # One sample per microsecond and 2-sample frames make exact halves: 5 us is 2.5 frames.
+    # round-half-even would give 2 frames for 2.5 and 4 for 3.5; half-up gives 3 and 4.
+    assert audio_boundary(5, rate=1_000_000, frame=2) == 6
+    assert audio_boundary(7, rate=1_000_000, frame=2) == 8
+    assert audio_boundary(4, rate=1_000_000, frame=2) == 4
+
+
+def test_neighbours_agree_on_their_shared_boundary():
+    starts = [to_us(x) for x in (0.021, 6.021, 12.021, 18.021)]
+    ends = starts[1:] + [to_us(20.021)]
+    pieces = [(audio_boundary(s), audio_boundary(e)) for s, e in zip(starts, ends, strict=True)]
+    for (_, end), (start, _) in zip(pieces, pieces[1:], strict=False):
+        assert end == start
+
+
+def test_negative_time_is_refused():
+    with pytest.raises(ValueError):
+        audio_boundary(-1)
+
+
+@pytest.mark.parametrize("dub,slot,maxr,plan", [
+    (1000, 1000, 1.3, FitPlan(1.0, 0, 0)),
+    (500, 1000, 1.3, FitPlan(1.0, 500, 0)),
+    (1200, 1000, 1.3, FitPlan(1.2, 0, 0)),
+    (1300, 1000, 1.3, FitPlan(1.3, 0, 0)),
+    (2600, 1000, 1.3, FitPlan(1.3, 0, 1000)),
+    (1100, 1000, 1.0, FitPlan(1.0, 0, 100)),
+])
+def test_fit_plan(dub, slot, maxr, plan):
+    assert fit_plan(dub, slot, maxr) == plan
+
+
+def test_fit_plan_never_overflows_the_slot():
+    for dub in range(1, 5000, 37):
+        p = fit_plan(dub, 1000, 1.3)
+        assert p.ratio <= 1.3
+        stretched = math.ceil(dub / p.ratio - 1e-9)
+        assert stretched + p.pad - p.trim == 1000
+
+
+def test_fit_plan_refuses_nonsense():
+    with pytest.raises(ValueError):
+        fit_plan(10, 0, 1.3)
+    with pytest.raises(ValueError):
+        fit_plan(10, 10, 0.9)
+
+
+def test_pcm_slice_pads_with_silence_where_the_track_has_nothing():
+    data = bytes(range(1, 11)) * 2  # 10 two-byte frames starting at sample 100
+    assert pcm_slice(data, 100, 100, 110, 2) == data
+    assert pcm_slice(data, 100, 95, 100, 2) == b"\0" * 10
+    assert pcm_slice(data, 100, 98, 102, 2) == b"\0" * 4 + data[:4]
+    assert pcm_slice(data, 100, 108, 112, 2) == data[16:20] + b"\0" * 4
+    with pytest.raises(ValueError):
+        pcm_slice(data, 0, 5, 4, 2)
+
+
+def test_deadlines():
+    assert output_delay_s(6, 1.5) == 7.5
+    assert piece_deadline(1000.0, 12.0, 7.5, 0.5) == 1019.0

@@ -1,0 +1,150 @@
+"""`livedub dub`: a rehearsal any user can run against a running stack.
+
+Publish a file in real time, record the dubbed output, measure glass-to-glass delay from both ends'
+ffmpeg progress, and report what came out.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import uuid
+from bisect import bisect_left
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from worker.analyze import analyze_file
+from worker.naming import rtmp_url, validate_stream_id
+from worker.procs import ProcessRunner, stop_process, wait_until
+from worker.sts.sessions import percentile
+
+
+class ProgressLog:
+    """(wall time, media time) pairs from an ffmpeg ``-progress pipe:1`` stream, read on a thread."""
+
+    def __init__(self, stream: IO[bytes], clock: Callable[[], float] = time.time) -> None:
+        self.points: list[tuple[float, float]] = []
+        self.clock = clock
+        self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream: IO[bytes]) -> None:
+        for raw in stream:
+            key, _, value = raw.decode(errors="replace").strip().partition("=")
+            if key == "out_time_us" and value.lstrip("-").isdigit() and int(value) > 0:
+                self.points.append((self.clock(), int(value) / 1e6))
+
+    @property
+    def media_s(self) -> float:
+        return self.points[-1][1] if self.points else 0.0
+
+
+def wall_at(points: list[tuple[float, float]], media_s: float) -> float | None:
+    """When a progress log first reached ``media_s`` (linear between samples). Pure."""
+    times = [m for _, m in points]
+    i = bisect_left(times, media_s)
+    if i >= len(points):
+        return None
+    if i == 0:
+        return points[0][0] - (points[0][1] - media_s)
+    (w0, m0), (w1, m1) = points[i - 1], points[i]
+    return w0 + (w1 - w0) * ((media_s - m0) / (m1 - m0) if m1 > m0 else 0.0)
+
+
+def glass_to_glass(inp: list[tuple[float, float]], out: list[tuple[float, float]], step_s: float = 1.0) -> list[float]:
+    """Delay from the input reaching media time t to the output reaching it, for t on a grid. Pure."""
+    if not inp or not out:
+        return []
+    delays = []
+    t = step_s
+    while t <= min(inp[-1][1], out[-1][1]):
+        a, b = wall_at(inp, t), wall_at(out, t)
+        if a is not None and b is not None:
+            delays.append(b - a)
+        t += step_s
+    return delays
+
+
+def run_dub(input_path: Path, output: Path, state: dict[str, Any], stream_id: str | None = None,
+            target_lang: str | None = None, segment_seconds: float | None = None,
+            progress: Callable[[float, float], None] | None = None, runner: ProcessRunner | None = None,
+            timeout_s: float | None = None) -> dict[str, Any]:
+    runner = runner or ProcessRunner()
+    sid = validate_stream_id(stream_id or f"dub-{uuid.uuid4().hex[:8]}")
+    api, base = state["api_url"], state["rtmp_url"]
+    query = "&".join(f"{k}={v}" for k, v in (("target_language", target_lang), ("segment_seconds", segment_seconds))
+                     if v is not None)
+    in_url = rtmp_url(base, sid, "in") + (f"?{query}" if query else "")
+    duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                                     str(input_path)], capture_output=True, text=True, check=True).stdout.strip())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    recorder = runner.start(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-progress", "pipe:1",
+                             "-i", rtmp_url(base, sid, "out"), "-c", "copy", str(output)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert recorder.stdout is not None
+    out_log = ProgressLog(recorder.stdout)
+    publisher = runner.start(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-progress", "pipe:1",
+                              "-i", str(input_path), "-c", "copy", "-f", "flv", in_url],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert publisher.stdout is not None
+    in_log = ProgressLog(publisher.stdout)
+    limit = timeout_s or duration * 2 + 90
+    started = time.monotonic()
+    try:
+        while publisher.poll() is None:
+            if progress:
+                progress(in_log.media_s, duration)
+            if time.monotonic() - started > limit:
+                raise TimeoutError("publishing took too long")
+            time.sleep(0.2)
+        record = _wait_stream_over(api, sid, limit)
+        recorder.wait(timeout=60)
+    finally:
+        for proc in (publisher, recorder):
+            if proc.poll() is None:
+                stop_process(proc, grace_s=5)
+    return report(sid, record, output, in_log.points, out_log.points)
+
+
+def _wait_stream_over(api: str, sid: str, timeout_s: float) -> dict[str, Any]:
+    def over() -> dict[str, Any] | None:
+        resp = requests.get(f"{api}/v1/streams/{sid}", timeout=5)
+        rec: dict[str, Any] = resp.json() if resp.status_code == 200 else {}
+        return rec if rec.get("state") in ("ended", "failed") else None
+
+    result: dict[str, Any] = wait_until(over, timeout_s, 0.3, f"stream {sid} to end")
+    return result
+
+
+def report(sid: str, record: dict[str, Any], output: Path, inp: list[tuple[float, float]],
+           out: list[tuple[float, float]]) -> dict[str, Any]:
+    counts = {"processed": 0, "fallback": 0, "failed": 0}
+    for seg in record.get("segments", []):
+        status = seg.get("status")
+        counts[status if status in counts else "failed"] += 1
+    analysis = analyze_file(output).summary() if output.exists() and output.stat().st_size else None
+    delays = sorted(glass_to_glass(inp, out))
+    return {
+        "stream_id": sid,
+        "state": record.get("state"),
+        "reason": record.get("reason"),
+        "segments": counts,
+        "output": None if analysis is None else {k: analysis[k] for k in (
+            "duration_s", "video_codec", "audio_codec", "av_offset_start_ms", "av_offset_end_ms", "problems")},
+        "latency_s": {"p50": round(percentile(delays, 50), 3), "p95": round(percentile(delays, 95), 3),
+                      "samples": len(delays)},
+    }
+
+
+def ok(rep: dict[str, Any]) -> bool:
+    return rep["output"] is not None and rep["segments"]["failed"] == 0 and rep["output"]["duration_s"] > 0
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    state: dict[str, Any] = json.loads(path.read_text())
+    return state

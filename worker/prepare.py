@@ -1,0 +1,110 @@
+"""Ingest side of the pipeline: turn a completed segment into a chain message and a fallback piece.
+
+For each segment: probe its video span, put its audio boundaries on AAC frames, cut its original
+audio from the continuous track, record it, start its chain, then build its fallback piece (the
+original audio, aligned the same way), so the publisher always has something for every deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from worker.models import ChainMsg, Segment
+from worker.pieces import FRAME_BYTES, parse_video_span, piece_args, video_span_args
+from worker.registry import StreamRegistry
+from worker.settings import Settings
+from worker.store import LocalSegmentStore
+from worker.timing import audio_boundary, output_delay_s, pcm_slice, piece_deadline, to_us
+
+log = logging.getLogger(__name__)
+AUDIO_TRACK = "audio.pcm"
+
+
+class MediaError(RuntimeError):
+    pass
+
+
+def run_media(args: list[str], timeout_s: float = 60) -> str:
+    """Run one ffmpeg/ffprobe command; MediaError with the end of its stderr when it fails."""
+    out = subprocess.run(args, capture_output=True, timeout=timeout_s)
+    if out.returncode != 0:
+        raise MediaError(f"{Path(args[0]).name} exited {out.returncode}: "
+                         f"{out.stderr.decode(errors='replace').strip()[-300:]}")
+    return out.stdout.decode(errors="replace")
+
+
+class NoVideo(MediaError):
+    pass
+
+
+@dataclass
+class StreamPlan:
+    segment_seconds: float
+    source_language: str
+    target_language: str
+    voice_profile: str
+
+
+class SegmentPreparer:
+    def __init__(
+        self, stream_id: str, job_id: str, out_dir: Path, *, registry: StreamRegistry, store: LocalSegmentStore,
+        settings: Settings, plan: StreamPlan, dispatch: Callable[[ChainMsg], None],
+        start_publisher: Callable[[], None], reader_alive: Callable[[], bool],
+        clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.stream_id, self.job_id, self.out_dir = stream_id, job_id, out_dir
+        self.registry, self.store, self.settings, self.plan = registry, store, settings, plan
+        self.dispatch, self.start_publisher, self.reader_alive = dispatch, start_publisher, reader_alive
+        self.clock, self.sleep = clock, sleep
+        self.origin_at: float | None = None
+        self.delay_s = output_delay_s(plan.segment_seconds, settings.latency_budget_s)
+
+    def __call__(self, seg: Segment) -> None:
+        seg_path = self.store.path(seg.file)
+        span = parse_video_span(run_media(video_span_args(self.settings.ffprobe_bin, seg_path), 30))
+        if span is None:
+            raise NoVideo("input has no video track: livedub dubs video streams")
+        now = self.clock()
+        if self.origin_at is None:
+            # The segment just completed, so its end is "now" on the input's clock.
+            self.origin_at = now - span[1]
+            self.registry.set_fields(self.stream_id, origin_at=self.origin_at, output_delay_s=self.delay_s)
+            self.start_publisher()
+        b0, b1 = audio_boundary(to_us(span[0])), audio_boundary(to_us(span[1]))
+        orig_path = self.out_dir / f"orig_{seg.sequence:05d}.pcm"
+        orig_path.write_bytes(self._original_audio(b0, b1))
+        deadline = piece_deadline(self.origin_at, span[0], self.delay_s, self.settings.publish_margin_s)
+        self.registry.update_segment(self.stream_id, seg.sequence, start_s=span[0], end_s=span[1],
+                                     audio_start_sample=b0, audio_samples=b1 - b0, deadline_at=deadline)
+        msg = ChainMsg(
+            stream_id=self.stream_id, job_id=self.job_id, sequence=seg.sequence, segment_key=seg.file,
+            orig_key=self.store.key_of(orig_path), start_s=span[0], end_s=span[1], audio_start_sample=b0,
+            audio_samples=b1 - b0, deadline_at=deadline, source_language=self.plan.source_language,
+            target_language=self.plan.target_language, voice_profile=self.plan.voice_profile,
+        )
+        self.dispatch(msg)
+        fallback = self.out_dir / f"fallback_{seg.sequence:05d}.ts"
+        run_media(piece_args(self.settings.ffmpeg_bin, seg_path, orig_path, b0, fallback, self.settings.audio_bitrate))
+        self.registry.update_segment(self.stream_id, seg.sequence, fallback_piece=self.store.key_of(fallback))
+
+    def _original_audio(self, b0: int, b1: int, wait_s: float = 1.5) -> bytes:
+        """Samples [b0, b1) of the continuous audio track, waiting (bounded) for the reader to write them."""
+        track = self.out_dir / AUDIO_TRACK
+        need = b1 * FRAME_BYTES
+        deadline = self.clock() + wait_s
+        while (track.stat().st_size if track.exists() else 0) < need and self.reader_alive():
+            if self.clock() > deadline:
+                log.warning("%s: audio track short of sample %d; padding with silence", self.stream_id, b1)
+                break
+            self.sleep(0.02)
+        if not track.exists():
+            return pcm_slice(b"", b0, b0, b1, FRAME_BYTES)
+        with open(track, "rb") as f:
+            f.seek(b0 * FRAME_BYTES)
+            data = f.read((b1 - b0) * FRAME_BYTES)
+        return pcm_slice(data, b0, b0, b1, FRAME_BYTES)

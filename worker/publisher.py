@@ -1,0 +1,220 @@
+"""The ordered publisher: one ffmpeg per stream, fed one piece per segment, in sequence, on time.
+
+At each piece's deadline it feeds the dubbed piece if it is ready, else the segment's fallback
+piece (original audio, same alignment). The output never waits for a late dub; a late dub is
+dropped and counted. The publisher also ends the stream once the last piece is out.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from worker import metrics
+from worker.models import Segment, StreamState
+from worker.naming import rtmp_url
+from worker.pieces import publisher_args
+from worker.procs import ProcessRunner, stop_process
+from worker.registry import StreamRegistry
+from worker.settings import Settings
+from worker.store import LocalSegmentStore
+
+log = logging.getLogger(__name__)
+POLL_S = 0.02
+
+
+@dataclass(frozen=True)
+class Choice:
+    key: str
+    status: str  # processed | fallback
+    reason: str | None
+
+
+def choose(seg: Segment, now: float) -> Choice | None:
+    """What to feed for a segment now, or None to keep waiting. Pure."""
+    if seg.dub == "ready" and seg.piece:
+        return Choice(seg.piece, "processed", None)
+    if seg.fallback_piece is None:
+        return None
+    if seg.dub == "fallback":
+        return Choice(seg.fallback_piece, "fallback", seg.dub_reason or "other")
+    if seg.deadline_at is not None and now >= seg.deadline_at:
+        return Choice(seg.fallback_piece, "fallback", "late: the dub was not ready at the deadline")
+    return None
+
+
+class Publisher:
+    def __init__(self, stream_id: str, job_id: str, *, registry: StreamRegistry, store: LocalSegmentStore,
+                 settings: Settings, runner: ProcessRunner | None = None, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.stream_id, self.job_id = stream_id, job_id
+        self.registry, self.store, self.settings = registry, store, settings
+        self.runner = runner or ProcessRunner()
+        self.clock, self.sleep = clock, sleep
+        self.holder = f"pub-{job_id}.{uuid.uuid4().hex[:8]}"
+        self.next_beat = 0.0
+        self.writer: PipeWriter | None = None
+
+    def _beat(self) -> bool:
+        if self.clock() >= self.next_beat:
+            if not self.registry.lease(self.stream_id, self.holder, self.settings.heartbeat_ttl_s, kind="publisher"):
+                return False
+            self.registry.set_fields(self.stream_id, publisher_heartbeat_at=self.clock())
+            self.next_beat = self.clock() + self.settings.heartbeat_interval_s
+        return True
+
+    def _job_fields(self) -> tuple[str, str, int | None]:
+        job_id, state, final = self.registry.r.hmget(self.registry.key(self.stream_id), "job_id", "state",
+                                                     "segments_final")
+        return (_d(job_id), _d(state), int(_d(final)) if final else None)
+
+    def run(self) -> str:
+        if not self.registry.lease(self.stream_id, self.holder, self.settings.heartbeat_ttl_s, kind="publisher"):
+            return "duplicate: another publisher runs this stream"
+        url = rtmp_url(self.settings.rtmp_url, self.stream_id, "out")
+        job_dir = self.store.job_dir(self.stream_id, self.job_id)
+        self.registry.set_fields(self.stream_id, output_url=url, publisher_state="publishing")
+        with open(job_dir / "publisher.log", "wb") as errlog:
+            proc = self.runner.start(publisher_args(self.settings.ffmpeg_bin, url), stdin=subprocess.PIPE,
+                                     stderr=errlog)
+            try:
+                reason = self._feed(proc)
+            finally:
+                if self.writer is not None:
+                    self.writer.finish(self._beat)
+                if proc.stdin is not None and not proc.stdin.closed:
+                    try:
+                        proc.stdin.close()
+                    except BrokenPipeError:
+                        pass
+                rec = self.registry.get(self.stream_id)
+                delay = rec.output_delay_s if rec and rec.output_delay_s else self.settings.segment_seconds
+                try:  # -re: ffmpeg plays out what it holds, then ends
+                    proc.wait(timeout=delay * 2 + 10)
+                except subprocess.TimeoutExpired:
+                    stop_process(proc, signal.SIGTERM, grace_s=3)
+        self.registry.set_fields(self.stream_id, publisher_state="done", publisher_reason=reason)
+        job_id, state, final = self._job_fields()
+        if job_id == self.job_id and state != StreamState.FAILED.value:
+            rec = self.registry.get(self.stream_id)
+            why = rec.reason if rec and rec.reason else "input ended"
+            self.registry.finish(self.stream_id, self.job_id, StreamState.ENDED, why)
+        self.registry.release(self.stream_id, self.holder, kind="publisher")
+        return reason
+
+    def _feed(self, proc: subprocess.Popen[bytes]) -> str:
+        k = 0
+        while True:
+            if not self._beat():
+                return "superseded by another publisher"
+            job_id, state, final = self._job_fields()
+            if job_id != self.job_id:
+                return "superseded by a newer job"
+            if final is not None and k >= final:
+                return "all pieces published"
+            seg = self.registry.segment(self.stream_id, k)
+            if seg is None or seg.deadline_at is None:
+                if state in (StreamState.ENDED.value, StreamState.FAILED.value) and final is None:
+                    self._fail_rest(k, "the stream ended before this segment was prepared")
+                    return f"stream {state} before segment {k}"
+                self.sleep(POLL_S)
+                continue
+            choice = choose(seg, self.clock())
+            if choice is None:
+                if seg.fallback_piece is None and seg.deadline_at is not None and self.clock() > seg.deadline_at:
+                    metrics.count(self.registry.r, "livedub_publisher_stalls_total")
+                    self.sleep(0.2)  # counted once per 0.2 s of stall
+                else:
+                    self.sleep(POLL_S)
+                continue
+            decided_at = self.clock()
+            try:
+                self._write(proc, choice)
+            except (BrokenPipeError, OSError) as exc:
+                self._fail_rest(k, f"publisher ffmpeg stopped: {exc}")
+                return f"publisher ffmpeg stopped at segment {k}"
+            self._account(seg, choice, decided_at)
+            k += 1
+
+    def _write(self, proc: subprocess.Popen[bytes], choice: Choice) -> None:
+        """Hand the piece to the writer thread. ffmpeg -re drains the pipe in real time, so a write
+        blocks for most of a piece; the loop meanwhile keeps its heartbeat and watches deadlines."""
+        if self.writer is None:
+            self.writer = PipeWriter(proc)
+        if self.writer.error is not None or proc.poll() is not None:
+            raise BrokenPipeError(str(self.writer.error or f"ffmpeg exited {proc.returncode}"))
+        self.writer.put(self.store.path(choice.key).read_bytes(), self._beat)
+
+    def _account(self, seg: Segment, choice: Choice, decided_at: float) -> None:
+        now = self.clock()
+        slack = (seg.deadline_at or decided_at) - decided_at
+        self.registry.update_segment(self.stream_id, seg.sequence, status=choice.status, reason=choice.reason,
+                                     published_at=now, timings_ms=seg.timings_ms | {"publish_slack": slack * 1000})
+        self.registry.r.hincrby(self.registry.key(self.stream_id), "published_count", 1)
+        r = self.registry.r
+        metrics.count(r, "livedub_segments_total", status=choice.status)
+        if choice.status == "processed":
+            metrics.count(r, "media_service_worker_segments_processed_total", type="audio")
+        else:
+            metrics.count(r, "livedub_fallbacks_total", reason=metrics.reason_code(choice.reason or ""))
+            if (choice.reason or "").startswith("late"):
+                metrics.count(r, "livedub_late_pieces_total")
+
+    def _fail_rest(self, k: int, reason: str) -> None:
+        for seg in self.registry.segments(self.stream_id):
+            if seg.sequence >= k and seg.status not in ("processed", "fallback", "failed"):
+                self.registry.update_segment(self.stream_id, seg.sequence, status="failed", reason=reason)
+                metrics.count(self.registry.r, "livedub_segments_total", status="failed")
+
+
+class PipeWriter:
+    """Writes pieces to ffmpeg's stdin on its own thread, one queued piece at a time."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="publisher-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        assert self.proc.stdin is not None
+        while (data := self.q.get()) is not None:
+            try:
+                self.proc.stdin.write(data)
+                self.proc.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError) as exc:
+                self.error = exc
+                return
+
+    def put(self, data: bytes | None, tick: Callable[[], object]) -> None:
+        """Queue data, calling ``tick`` (the heartbeat) while the writer is still busy."""
+        while True:
+            try:
+                self.q.put(data, timeout=0.5)
+                return
+            except queue.Full:
+                if self.error is not None or not self.thread.is_alive():
+                    raise BrokenPipeError(str(self.error or "writer stopped")) from None
+                tick()
+
+    def finish(self, tick: Callable[[], object]) -> None:
+        try:
+            self.put(None, tick)
+        except BrokenPipeError:
+            return
+        while self.thread.is_alive():
+            self.thread.join(0.5)
+            tick()
+
+
+def _d(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else ("" if v is None else str(v))
+

@@ -1,0 +1,84 @@
+"""Timing math for A/V sync and deadlines. Pure functions, integer arithmetic where it matters.
+
+Audio boundaries sit on AAC frames (1024 samples) computed from absolute video time, so the boundary
+between pieces k and k+1 is one function of that video time and both neighbours agree on it.
+Rounding is half-up on exact integers (microseconds), never float ``round()`` (round-half-even once
+duplicated a frame).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+AUDIO_RATE = 48000
+AAC_FRAME = 1024
+# Every piece is shifted by this much so that no timestamp sits near zero, where ffmpeg's -copyts
+# input handling moves the first frame; all pieces share it, so the output is continuous.
+TS_OFFSET_S = 10
+
+
+def to_us(t_s: float) -> int:
+    """Seconds (from ffprobe's decimal text, microsecond precision) to integer microseconds."""
+    return int(round(t_s * 1_000_000))
+
+
+def audio_boundary(t_us: int, rate: int = AUDIO_RATE, frame: int = AAC_FRAME) -> int:
+    """The sample index of the AAC frame boundary nearest to video time ``t_us`` (half rounds up)."""
+    if t_us < 0:
+        raise ValueError("times before the stream start have no audio boundary")
+    unit = frame * 1_000_000
+    return frame * ((t_us * rate + unit // 2) // unit)
+
+
+def samples_to_s(samples: int, rate: int = AUDIO_RATE) -> float:
+    return samples / rate
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """How dubbed audio of ``dub`` samples fills a slot of ``slot`` samples."""
+
+    ratio: float  # atempo factor (1.0: none)
+    pad: int  # silence added after the (stretched) dub, in samples
+    trim: int  # samples cut from the end: the last resort
+
+    @property
+    def stretched(self) -> bool:
+        return self.ratio > 1.0
+
+
+def fit_plan(dub: int, slot: int, max_ratio: float) -> FitPlan:
+    """Too long: speed up, at most ``max_ratio``; then trim what still overflows. Too short: pad."""
+    if slot <= 0:
+        raise ValueError("empty slot")
+    if max_ratio < 1.0:
+        raise ValueError("max_ratio below 1 would slow speech down")
+    if dub <= slot:
+        return FitPlan(1.0, slot - dub, 0)
+    if dub <= slot * max_ratio:
+        return FitPlan(dub / slot, 0, 0)  # stretched to fill the slot exactly
+    after = math.ceil(dub / max_ratio - 1e-9) if max_ratio > 1.0 else dub
+    return FitPlan(max_ratio, 0, after - slot)
+
+
+def pcm_slice(data: bytes, data_start: int, b0: int, b1: int, frame_bytes: int) -> bytes:
+    """Samples [b0, b1) of a PCM track whose first sample is ``data_start``; silence where it has none."""
+    if b1 < b0:
+        raise ValueError("slice ends before it starts")
+    out = bytearray((b1 - b0) * frame_bytes)
+    lo, hi = max(b0, data_start), min(b1, data_start + len(data) // frame_bytes)
+    if hi > lo:
+        src = data[(lo - data_start) * frame_bytes:(hi - data_start) * frame_bytes]
+        out[(lo - b0) * frame_bytes:(hi - b0) * frame_bytes] = src
+    return bytes(out)
+
+
+def output_delay_s(segment_s: float, budget_s: float) -> float:
+    """Fixed per stream: one segment (it must be complete before work starts) plus the budget."""
+    return segment_s + budget_s
+
+
+def piece_deadline(origin_wall: float, start_s: float, delay_s: float, margin_s: float) -> float:
+    """Wall time by which piece k must be fed to the publisher so its output never stalls."""
+    return origin_wall + start_s + delay_s - margin_s
