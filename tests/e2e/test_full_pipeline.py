@@ -105,4 +105,4 @@ def test_full_pipeline_media_to_sts_to_output_offline(tmp_path, speech_30s):
     words = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
     numbers = {int(n) for n in re.findall(r"\d+", heard)} | {v for w, v in words.items() if w in heard}
     assert len(numbers & set(range(1, 21))) >= 10, heard
-    assert all(s["translated_text"] != s["transcript"] for s in res["record"]["segments"])
+
