@@ -25,10 +25,12 @@ def test_every_livedub_command_exists():
         cmd = svc.get("command")
         if not cmd or cmd[0] != "livedub":
             continue
-        result = CliRunner().invoke(cli, [*cmd[1:-2], "--help"])  # drop the pool value, ask for help
+        result = CliRunner().invoke(cli, [cmd[1], "--help"])
         assert result.exit_code == 0, (name, result.output)
-        pool = cmd[-1]
-        assert name == f"worker-{pool}"
+        for option in (c for c in cmd[2:] if c.startswith("--")):
+            assert option in result.output, (name, option)
+        if cmd[1] == "worker":
+            assert name == f"worker-{cmd[-1]}"
     gunicorn = services()["api"]["command"]
     assert gunicorn[-1] == "api:create_app()"
 
@@ -44,7 +46,8 @@ def test_env_vars_are_settings_and_required_ones_are_set():
     example = (ROOT / "compose" / ".env.example").read_text()
     listed = set(re.findall(r"^(LIVEDUB_\w+)=", example, re.M))
     assert fields - {"LIVEDUB_HOOK_SECRET_FILE", "LIVEDUB_HOOK_INSECURE", "LIVEDUB_FFMPEG_BIN",
-                     "LIVEDUB_FFPROBE_BIN"} <= listed
+                     "LIVEDUB_FFPROBE_BIN", "LIVEDUB_STS_TOKEN_FILE"} <= listed
+    assert listed <= fields, listed - fields
 
 
 def test_published_ports_do_not_clash():

@@ -20,7 +20,7 @@ HOOK = Path(__file__).resolve().parents[2] / "worker" / "scripts" / "mediamtx-ho
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("stack") / "run"
-    with local_stack(run_dir) as s:
+    with local_stack(run_dir, "--engine", "echo") as s:
         yield s
     # Ctrl-C / SIGTERM stops every child: nothing of the stack is left.
     assert s.proc.returncode == 0
