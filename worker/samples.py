@@ -18,8 +18,8 @@ def counting_speech(path: Path, seconds: int, rate: int = 48000) -> Path:
             word = NUMBERS[i % len(NUMBERS)]
             raw, part = Path(tmp) / f"r{i}.wav", Path(tmp) / f"p{i}.wav"
             subprocess.run(["espeak-ng", "-v", "en-us", "-s", "200", "-w", str(raw), word], check=True, timeout=30)
-            subprocess.run(["sox", "-V1", str(raw), "-r", str(rate), "-c", "1", str(part), "pad", "0", "1", "trim", "0", "1"],
-                           check=True, timeout=30)
+            subprocess.run(["sox", "-V1", str(raw), "-r", str(rate), "-c", "1", str(part),
+                            "pad", "0", "1", "trim", "0", "1"], check=True, timeout=30)
             parts.append(str(part))
         subprocess.run(["sox", *parts, str(path)], check=True, timeout=60)
     return path
