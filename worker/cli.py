@@ -114,12 +114,14 @@ def worker(pool: str, concurrency: int | None, celery_args: tuple[str, ...]) -> 
 @click.option("--queue-capacity", type=int, default=64, show_default=True)
 @click.option("--max-audio-mb", type=float, default=10.0, show_default=True)
 @click.option("--echo-delay-factor", type=float, default=0.0, help="echo: take this times real time.")
+@click.option("--echo-delay", "echo_delays", multiple=True, metavar="SEQ=MS",
+              help="echo: delay fragment SEQ by MS milliseconds (fault drills); repeatable.")
 @click.option("--model-dir", help="offline: a CTranslate2 Whisper model directory (default: tiny.en wheel).")
 @click.option("--device", default="cpu", show_default=True, help="offline: cpu or cuda.")
 @click.option("--compute-type", default="int8", show_default=True, help="offline: int8, float16, ...")
 def sts(engine: str, host: str, port: int, namespace: str, token_file: Path | None, insecure: bool, workers: int,
-        queue_capacity: int, max_audio_mb: float, echo_delay_factor: float, model_dir: str | None, device: str,
-        compute_type: str) -> None:
+        queue_capacity: int, max_audio_mb: float, echo_delay_factor: float, echo_delays: tuple[str, ...],
+        model_dir: str | None, device: str, compute_type: str) -> None:
     """Run the speech-to-speech Socket.IO service."""
     from aiohttp import web
 
@@ -129,7 +131,11 @@ def sts(engine: str, host: str, port: int, namespace: str, token_file: Path | No
     token = token_file.read_text().strip() if token_file else os.environ.get("LIVEDUB_STS_TOKEN") or None
     if token is None and not insecure:
         raise click.UsageError("no API key: set LIVEDUB_STS_TOKEN or --token-file (or --insecure for local tests)")
-    eng = make_engine(engine, delay_factor=echo_delay_factor, model_dir=model_dir, device=device,
+    try:
+        delays = {int(k): float(v) for k, v in (d.split("=", 1) for d in echo_delays)}
+    except ValueError as exc:
+        raise click.BadParameter(f"--echo-delay takes SEQ=MS: {exc}") from exc
+    eng = make_engine(engine, delay_factor=echo_delay_factor, delays=delays, model_dir=model_dir, device=device,
                       compute_type=compute_type)
     server = StsServer(eng, token, namespace=namespace, workers=workers, queue_capacity=queue_capacity,
                        max_audio_bytes=int(max_audio_mb * 1024 * 1024))

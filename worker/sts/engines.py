@@ -38,17 +38,20 @@ class Engine(Protocol):
     def load(self) -> None: ...
     def health(self) -> dict[str, Any]: ...
     def check(self, cfg: StreamConfig) -> str | None: ...
-    def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0) -> DubResult: ...
+    def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0,
+                sequence: int = 0) -> DubResult: ...
 
 
 class EchoEngine:
     """Returns the input audio unchanged. ``delay_factor`` makes it take that times the audio's length
-    (a slow service); fragment metadata ``echo_delay_ms`` delays one fragment (tests)."""
+    (a slow service); ``delays`` (sequence number -> ms) or fragment metadata ``echo_delay_ms`` delay
+    single fragments (fault tests)."""
 
     name = "echo"
 
-    def __init__(self, delay_factor: float = 0.0) -> None:
+    def __init__(self, delay_factor: float = 0.0, delays: dict[int, float] | None = None) -> None:
         self.delay_factor = delay_factor
+        self.delays = delays or {}
 
     def load(self) -> None:
         return None
@@ -61,8 +64,9 @@ class EchoEngine:
     def check(self, cfg: StreamConfig) -> str | None:
         return languages.check_config(cfg.source_language, cfg.target_language, cfg.voice_profile, None)
 
-    def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0) -> DubResult:
-        wait = delay_ms / 1000 + self.delay_factor * audio.duration_ms / 1000
+    def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0,
+                sequence: int = 0) -> DubResult:
+        wait = (delay_ms + self.delays.get(sequence, 0)) / 1000 + self.delay_factor * audio.duration_ms / 1000
         if wait > 0:
             time.sleep(wait)
         seconds = audio.duration_ms / 1000
@@ -125,7 +129,8 @@ class OfflineEngine:
         return languages.check_config(cfg.source_language, cfg.target_language, cfg.voice_profile,
                                       languages.installed_modes())
 
-    def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0) -> DubResult:
+    def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0,
+                sequence: int = 0) -> DubResult:
         import numpy as np
 
         if self.model is None:
@@ -171,7 +176,7 @@ def speak(text: str, language: str, voice_profile: str) -> bytes:
 
 def make_engine(name: str, **options: Any) -> Engine:
     if name == "echo":
-        return EchoEngine(delay_factor=float(options.get("delay_factor", 0.0)))
+        return EchoEngine(delay_factor=float(options.get("delay_factor", 0.0)), delays=options.get("delays"))
     if name == "offline":
         return OfflineEngine(model_dir=options.get("model_dir"), device=options.get("device", "cpu"),
                              compute_type=options.get("compute_type", "int8"))

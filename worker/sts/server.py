@@ -293,7 +293,8 @@ class StsServer:
                 retryable=True))
         try:
             delay = float(frag.metadata.get("echo_delay_ms", 0) or 0)
-            res = self.engine.process(frag.audio, work.raw, session.config, delay_ms=delay)
+            res = self.engine.process(frag.audio, work.raw, session.config, delay_ms=delay,
+                                      sequence=frag.sequence_number)
         except AudioError as exc:
             return self._failed(base, started, exc.code, str(exc), "decode" if exc.code == "DECODE_ERROR" else "")
         except Exception as exc:  # noqa: BLE001 - a fragment fails, the service stays up
