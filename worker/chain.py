@@ -108,8 +108,8 @@ def dispatch(msg: ChainMsg, store: LocalSegmentStore, registry: StreamRegistry, 
 
     assert isinstance(res, FragmentProcessed)
     rtt_ms = (clock() - started) * 1000
-    timings = {"sts_rtt": rtt_ms, "asr": res.stage_timings.asr_ms, "mt": res.stage_timings.translation_ms,
-               "tts": res.stage_timings.tts_ms}
+    timings = {"sts_rtt": rtt_ms, "sts_compute": res.processing_time_ms, "asr": res.stage_timings.asr_ms,
+               "mt": res.stage_timings.translation_ms, "tts": res.stage_timings.tts_ms}
     update = {"transcript": res.transcript, "translated_text": res.translated_text,
               "timings_ms": msg.timings_ms | timings}
     if res.status == "failed" or res.dubbed_audio is None:
@@ -191,5 +191,6 @@ def remux(msg: ChainMsg, store: LocalSegmentStore, registry: StreamRegistry, set
     except (MediaError, OSError) as exc:
         return _fallback(msg, registry, f"remux_failed: {exc}")
     timings = msg.timings_ms | {"remux": (clock() - started) * 1000}
-    registry.update_segment(msg.stream_id, msg.sequence, dub="ready", piece=store.key_of(piece), timings_ms=timings)
+    registry.update_segment(msg.stream_id, msg.sequence, dub="ready", piece=store.key_of(piece), timings_ms=timings,
+                            ready_at=clock())
     return msg.model_copy(update={"timings_ms": timings})

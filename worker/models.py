@@ -79,6 +79,8 @@ class Segment(BaseModel):
     fallback_piece: str | None = None
     stretch_ratio: float | None = None
     trimmed_s: float | None = None
+    completed_at: float | None = None  # the segment's list line was seen
+    ready_at: float | None = None  # its dubbed piece was ready
     published_at: float | None = None
 
     @property

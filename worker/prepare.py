@@ -65,6 +65,7 @@ class SegmentPreparer:
         self.delay_s = output_delay_s(plan.segment_seconds, settings.latency_budget_s)
 
     def __call__(self, seg: Segment) -> None:
+        completed_at = self.clock()
         seg_path = self.store.path(seg.file)
         span = parse_video_span(run_media(video_span_args(self.settings.ffprobe_bin, seg_path), 30))
         if span is None:
@@ -80,7 +81,9 @@ class SegmentPreparer:
         orig_path.write_bytes(self._original_audio(b0, b1))
         deadline = piece_deadline(self.origin_at, span[0], self.delay_s, self.settings.publish_margin_s)
         self.registry.update_segment(self.stream_id, seg.sequence, start_s=span[0], end_s=span[1],
-                                     audio_start_sample=b0, audio_samples=b1 - b0, deadline_at=deadline)
+                                     audio_start_sample=b0, audio_samples=b1 - b0, deadline_at=deadline,
+                                     completed_at=completed_at,
+                                     timings_ms={"extract": (self.clock() - completed_at) * 1000})
         msg = ChainMsg(
             stream_id=self.stream_id, job_id=self.job_id, sequence=seg.sequence, segment_key=seg.file,
             orig_key=self.store.key_of(orig_path), start_s=span[0], end_s=span[1], audio_start_sample=b0,

@@ -59,12 +59,19 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
 
-# Merge fields into one segment's JSON atomically (tasks update different fields concurrently).
+# Merge fields into one segment's JSON atomically (tasks update different fields concurrently);
+# nested objects (timings_ms) are merged key by key.
 _MERGE = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
 local seg = cjson.decode(raw)
-for k, v in pairs(cjson.decode(ARGV[2])) do seg[k] = v end
+for k, v in pairs(cjson.decode(ARGV[2])) do
+  if type(v) == 'table' and type(seg[k]) == 'table' then
+    for kk, vv in pairs(v) do seg[k][kk] = vv end  -- timings_ms: merge, don't replace
+  else
+    seg[k] = v
+  end
+end
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(seg))
 return 1
 """

@@ -119,3 +119,14 @@ def test_request_stop_marks_draining(reg):
     assert reg.request_stop("s", job, "stopped by operator")
     rec = reg.get("s")
     assert rec.state is StreamState.DRAINING and rec.stop_requested and rec.reason == "stopped by operator"
+
+
+def test_segment_updates_merge_concurrent_fields_and_timings(reg):
+    reg.start("s", "test")
+    reg.add_segment("s", Segment(sequence=0, start_s=0, end_s=6, file="f"), 1)
+    reg.update_segment("s", 0, timings_ms={"extract": 5.0}, deadline_at=10.0)
+    reg.update_segment("s", 0, timings_ms={"sts_rtt": 7.0}, transcript="hola")
+    reg.update_segment("s", 0, fallback_piece="fb")
+    seg = reg.segment("s", 0)
+    assert seg.timings_ms == {"extract": 5.0, "sts_rtt": 7.0}
+    assert (seg.deadline_at, seg.transcript, seg.fallback_piece) == (10.0, "hola", "fb")
