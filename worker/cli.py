@@ -88,12 +88,13 @@ def up(
             state_file.unlink(missing_ok=True)
 
 
-@main.command()
+@main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--pool", type=click.Choice(ALL_QUEUES), required=True, help="The queue this worker serves.")
 @click.option("-c", "--concurrency", type=int, help="Default: 16 threads (ingest, publish) or 2 processes.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(pool: str, concurrency: int | None, celery_args: tuple[str, ...]) -> None:
-    """A worker for one pool: a thin wrapper over ``celery -A tasks worker -Q NAME``."""
+    """A worker for one pool: a thin wrapper over ``celery -A tasks worker -Q NAME``; other options go to
+    celery as they are."""
     from worker.stack import DEFAULT_POOL, POOL_KIND
 
     kind, default_c = POOL_KIND.get(pool, DEFAULT_POOL)

@@ -75,6 +75,7 @@ class StreamJob:
             return JobOutcome(None, "superseded: the stream has another job or is over", 0)
         if not self._take_lease():
             return JobOutcome(None, "duplicate: another process runs this job", 0)
+        self.store.sweep()  # drop the files of streams whose TTL ran out
         out_dir = self.store.job_dir(self.stream_id, self.job_id)
         url = rtmp_url(self.settings.rtmp_url, self.stream_id, "in")
         seconds = rec.segment_seconds or self.settings.segment_seconds

@@ -1,0 +1,71 @@
+"""Analyzer, audio decoding and the worker command against real files and processes."""
+
+import subprocess
+import sys
+
+import pytest
+import redis
+
+from tests.support import free_port
+from worker.analyze import analyze_file
+from worker.procs import wait_until
+from worker.sts.audio import AudioError, check_audio, to_pcm_f32
+from worker.sts.protocol import AudioIn
+
+pytestmark = pytest.mark.integration
+
+
+def test_analyzer_catches_a_file_made_out_of_sync(tmp_path):
+    good, bad = tmp_path / "good.ts", tmp_path / "bad.ts"
+    base = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25",
+            "-f", "lavfi", "-i", "sine=sample_rate=48000"]
+    subprocess.run([*base, "-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(good)], check=True)
+    subprocess.run([*base[:9], "-itsoffset", "0.2", *base[9:], "-t", "4", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-c:a", "aac", "-map", "0:v", "-map", "1:a", str(bad)], check=True)
+    assert analyze_file(good).check(4.0, 0.1, 25) == []
+    problems = analyze_file(bad).check(4.0, 0.1, 25)
+    assert any("offset at the start" in p for p in problems), problems
+    assert analyze_file(tmp_path / "missing.ts").problems
+
+
+def test_m4a_fragments_are_accepted_and_decoded(tmp_path):
+    m4a = tmp_path / "a.m4a"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "sine=sample_rate=44100",
+                    "-t", "1", "-c:a", "aac", str(m4a)], check=True)
+    audio = AudioIn(format="m4a", sample_rate_hz=44100, channels=1, duration_ms=1000, data=m4a.read_bytes())
+    raw = check_audio(audio, 10_000_000)
+    pcm = to_pcm_f32(audio, raw)
+    assert abs(len(pcm) / 4 / 16000 - 1.0) < 0.05  # one second at 16 kHz float32
+    garbage = AudioIn(format="m4a", sample_rate_hz=44100, channels=1, duration_ms=1000,
+                      data=b"\0\0\0\x18ftypM4A garbage garbage")
+    with pytest.raises(AudioError) as exc:
+        to_pcm_f32(garbage, check_audio(garbage, 10_000_000))
+    assert exc.value.code == "DECODE_ERROR"
+
+
+def test_livedub_worker_serves_its_pool(redis_url):
+    from celery import Celery
+
+    from tasks.config import celery_config
+    from worker.settings import load_settings
+
+    env = {"LIVEDUB_REDIS_URL": redis_url, "PATH": "/usr/bin:/bin"}
+    name = f"t{free_port()}"
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "--pool", "remux", "-c", "1", "-n",
+                             f"{name}@%h"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    client = Celery("t")
+    client.conf.update(celery_config(load_settings(redis_url=redis_url)))
+    try:
+        def up():
+            replies = client.control.ping(timeout=0.5) or []
+            return [r for r in replies if any(k.startswith(name) for k in r)]
+
+        wait_until(up, 30, 0.3, "livedub worker")
+        queues = client.control.inspect(timeout=2).active_queues() or {}
+        served = {q["name"] for k, qs in queues.items() if k.startswith(name) for q in qs}
+        assert served == {"remux"}
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        client.close()
+    assert redis.Redis.from_url(redis_url).ping()
