@@ -12,7 +12,7 @@ from prometheus_flask_exporter import PrometheusMetrics
 from werkzeug.exceptions import HTTPException
 
 from tasks.config import celery_config
-from worker.metrics import RedisCounters
+from worker.metrics import RedisCollector
 from worker.runtime import make_registry
 from worker.settings import Settings, load_settings
 
@@ -30,6 +30,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["livedub_registry"] = make_registry(settings)
     celery_init_app(app)
 
+    from api.dashboard import bp as dashboard_bp
     from api.health import bp as health_bp
     from api.hooks import bp as hooks_bp
     from api.streams import bp as streams_bp
@@ -37,6 +38,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health_bp)
     app.register_blueprint(hooks_bp)
     app.register_blueprint(streams_bp)
+    app.register_blueprint(dashboard_bp)
 
     @app.errorhandler(HTTPException)
     def _json_error(exc: HTTPException) -> Any:
@@ -47,7 +49,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         return jsonify(error="Service Unavailable", reason=f"stream registry unavailable: {type(exc).__name__}"), 503
 
     metrics_registry = CollectorRegistry(auto_describe=True)
-    metrics_registry.register(RedisCounters(app.extensions["livedub_registry"].r))
+    metrics_registry.register(RedisCollector(app.extensions["livedub_registry"].r))
     PrometheusMetrics(app, registry=metrics_registry, group_by="url_rule")
     return app
 

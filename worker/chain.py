@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
+from worker import metrics
 from worker.models import ChainMsg
 from worker.pieces import FRAME_BYTES, fit_args, piece_args
 from worker.prepare import MediaError, run_media
@@ -112,6 +113,12 @@ def dispatch(msg: ChainMsg, store: LocalSegmentStore, registry: StreamRegistry, 
                "mt": res.stage_timings.translation_ms, "tts": res.stage_timings.tts_ms}
     update = {"transcript": res.transcript, "translated_text": res.translated_text,
               "timings_ms": msg.timings_ms | timings}
+    for stage, ms in (("sts_rtt", rtt_ms), ("asr", timings["asr"]), ("mt", timings["mt"]), ("tts", timings["tts"])):
+        if ms > 0:
+            metrics.observe(registry.r, "livedub_stage_duration_seconds", ms / 1000, stage=stage)
+    client = pool.clients.get(msg.stream_id)
+    for bp in client.drain_backpressure() if client is not None else []:
+        metrics.count(registry.r, "livedub_sts_backpressure_total", action=bp.action)
     if res.status == "failed" or res.dubbed_audio is None:
         registry.update_segment(msg.stream_id, msg.sequence, **update)
         code = res.error.code if res.error else "no audio"
@@ -170,6 +177,7 @@ def collect(msg: ChainMsg, store: LocalSegmentStore, registry: StreamRegistry, s
                              f"not {msg.audio_samples}")
     except (MediaError, OSError, ValueError) as exc:
         return _fallback(msg, registry, f"collect_failed: {exc}")
+    metrics.observe(registry.r, "livedub_stage_duration_seconds", clock() - started, stage="collect")
     registry.update_segment(msg.stream_id, msg.sequence, stretch_ratio=round(ratio, 4),
                             trimmed_s=round(trimmed / AUDIO_RATE, 3),
                             timings_ms=msg.timings_ms | {"collect": (clock() - started) * 1000})
@@ -191,6 +199,7 @@ def remux(msg: ChainMsg, store: LocalSegmentStore, registry: StreamRegistry, set
     except (MediaError, OSError) as exc:
         return _fallback(msg, registry, f"remux_failed: {exc}")
     timings = msg.timings_ms | {"remux": (clock() - started) * 1000}
+    metrics.observe(registry.r, "livedub_stage_duration_seconds", clock() - started, stage="remux")
     registry.update_segment(msg.stream_id, msg.sequence, dub="ready", piece=store.key_of(piece), timings_ms=timings,
                             ready_at=clock())
     return msg.model_copy(update={"timings_ms": timings})

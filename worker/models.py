@@ -159,6 +159,9 @@ class StreamRecord(BaseModel):
     published_count: int = 0
     publisher_state: str | None = None
     publisher_reason: str | None = None
+    last_glass_to_glass_s: float | None = None
+    last_av_offset_start_ms: float | None = None
+    last_av_offset_end_ms: float | None = None
     segments: list[Segment] = Field(default_factory=list)
 
     @classmethod

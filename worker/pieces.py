@@ -65,8 +65,8 @@ def piece_args(ffmpeg: str, segment: Path, pcm: Path, start_sample: int, out: Pa
 
 def publisher_args(ffmpeg: str, url: str) -> list[str]:
     """The per-stream publisher: MPEG-TS pieces on stdin, paced in real time, copied to RTMP."""
-    return [ffmpeg, "-hide_banner", "-loglevel", "warning", "-re", "-f", "mpegts", "-i", "pipe:0",
-            "-c", "copy", "-f", "flv", url]
+    return [ffmpeg, "-hide_banner", "-loglevel", "warning", "-progress", "pipe:1", "-stats_period", "0.25", "-re",
+            "-f", "mpegts", "-i", "pipe:0", "-c", "copy", "-f", "flv", url]
 
 
 def video_span_args(ffprobe: str, segment: Path) -> list[str]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker import metrics
 from worker.models import ChainMsg, Segment
 from worker.pieces import FRAME_BYTES, parse_video_span, piece_args, video_span_args
 from worker.registry import StreamRegistry
@@ -80,10 +81,11 @@ class SegmentPreparer:
         orig_path = self.out_dir / f"orig_{seg.sequence:05d}.pcm"
         orig_path.write_bytes(self._original_audio(b0, b1))
         deadline = piece_deadline(self.origin_at, span[0], self.delay_s, self.settings.publish_margin_s)
+        extract_s = self.clock() - completed_at
         self.registry.update_segment(self.stream_id, seg.sequence, start_s=span[0], end_s=span[1],
                                      audio_start_sample=b0, audio_samples=b1 - b0, deadline_at=deadline,
-                                     completed_at=completed_at,
-                                     timings_ms={"extract": (self.clock() - completed_at) * 1000})
+                                     completed_at=completed_at, timings_ms={"extract": extract_s * 1000})
+        metrics.observe(self.registry.r, "livedub_stage_duration_seconds", extract_s, stage="extract")
         msg = ChainMsg(
             stream_id=self.stream_id, job_id=self.job_id, sequence=seg.sequence, segment_key=seg.file,
             orig_key=self.store.key_of(orig_path), start_s=span[0], end_s=span[1], audio_start_sample=b0,

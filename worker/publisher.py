@@ -18,10 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from worker import metrics
+from worker.analyze import analyze_file
 from worker.models import Segment, StreamState
 from worker.naming import rtmp_url
 from worker.pieces import publisher_args
 from worker.procs import ProcessRunner, stop_process
+from worker.progress import ProgressLog, wall_at
 from worker.registry import StreamRegistry
 from worker.settings import Settings
 from worker.store import LocalSegmentStore
@@ -61,6 +63,9 @@ class Publisher:
         self.holder = f"pub-{job_id}.{uuid.uuid4().hex[:8]}"
         self.next_beat = 0.0
         self.writer: PipeWriter | None = None
+        self.progress: ProgressLog | None = None
+        self.pending: list[tuple[float, float]] = []  # (media start, input wall time) of pieces not yet out
+        self.first_start: float | None = None
 
     def _beat(self) -> bool:
         if self.clock() >= self.next_beat:
@@ -83,7 +88,9 @@ class Publisher:
         self.registry.set_fields(self.stream_id, output_url=url, publisher_state="publishing")
         with open(job_dir / "publisher.log", "wb") as errlog:
             proc = self.runner.start(publisher_args(self.settings.ffmpeg_bin, url), stdin=subprocess.PIPE,
-                                     stderr=errlog)
+                                     stdout=subprocess.PIPE, stderr=errlog)
+            assert proc.stdout is not None
+            self.progress = ProgressLog(proc.stdout, self.clock)
             try:
                 reason = self._feed(proc)
             finally:
@@ -100,6 +107,9 @@ class Publisher:
                     proc.wait(timeout=delay * 2 + 10)
                 except subprocess.TimeoutExpired:
                     stop_process(proc, signal.SIGTERM, grace_s=3)
+                if self.progress is not None:
+                    self.progress.thread.join(2)
+                self._observe_output()
         self.registry.set_fields(self.stream_id, publisher_state="done", publisher_reason=reason)
         job_id, state, final = self._job_fields()
         if job_id == self.job_id and state != StreamState.FAILED.value:
@@ -117,6 +127,7 @@ class Publisher:
             job_id, state, final = self._job_fields()
             if job_id != self.job_id:
                 return "superseded by a newer job"
+            self._observe_output()
             if final is not None and k >= final:
                 return "all pieces published"
             seg = self.registry.segment(self.stream_id, k)
@@ -152,8 +163,33 @@ class Publisher:
             raise BrokenPipeError(str(self.writer.error or f"ffmpeg exited {proc.returncode}"))
         self.writer.put(self.store.path(choice.key).read_bytes(), self._beat)
 
+    def _observe_output(self) -> None:
+        """Glass-to-glass: when the publisher's ffmpeg put out a piece's first frame, minus when that
+        frame entered livedub (the stream's origin plus its media time)."""
+        if self.progress is None or self.first_start is None:
+            return
+        while self.pending:
+            start_s, entered_at = self.pending[0]
+            out_at = wall_at(self.progress.points, start_s - self.first_start)
+            if out_at is None:
+                return
+            self.pending.pop(0)
+            metrics.observe(self.registry.r, "livedub_glass_to_glass_seconds", out_at - entered_at)
+            self.registry.set_fields(self.stream_id, last_glass_to_glass_s=round(out_at - entered_at, 3))
+
     def _account(self, seg: Segment, choice: Choice, decided_at: float) -> None:
         now = self.clock()
+        origin = self.registry.r.hget(self.registry.key(self.stream_id), "origin_at")
+        if self.first_start is None:
+            self.first_start = seg.start_s
+        if origin is not None:
+            self.pending.append((seg.start_s, float(origin) + seg.start_s))
+        report = analyze_file(self.store.path(choice.key), self.settings.ffprobe_bin)
+        for edge, offset_ms in (("start", report.av_offset_start_ms), ("end", report.av_offset_end_ms)):
+            if offset_ms is not None:
+                metrics.observe(self.registry.r, "livedub_output_av_offset_seconds", abs(offset_ms) / 1000,
+                                edge=edge)
+                self.registry.set_fields(self.stream_id, **{f"last_av_offset_{edge}_ms": round(offset_ms, 1)})
         slack = (seg.deadline_at or decided_at) - decided_at
         self.registry.update_segment(self.stream_id, seg.sequence, status=choice.status, reason=choice.reason,
                                      published_at=now, timings_ms=seg.timings_ms | {"publish_slack": slack * 1000})

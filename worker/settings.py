@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     media_server: MediaServerKind = "nginx-rtmp"
     # Base RTMP URL of the media server, as the workers reach it.
     rtmp_url: str = "rtmp://127.0.0.1:1935"
+    # What the dashboard shows users: the RTMP base they can reach, and an HLS preview URL with {id}
+    # (MediaMTX: http://HOST:8888/live/{id}/out/index.m3u8).
+    public_rtmp_url: str | None = None
+    hls_url_template: str | None = None
     store_dir: Path = Path(".livedub/store")
     store_ttl_s: int = 3600
 

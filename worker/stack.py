@@ -77,6 +77,7 @@ class Child:
     args: list[str]
     proc: subprocess.Popen[bytes]
     stop_signal: signal.Signals = signal.SIGTERM
+    env: dict[str, str] = field(default_factory=dict)
     restarts: int = 0
 
 
@@ -118,6 +119,7 @@ class LocalStack:
             "stat_url": f"http://{self.cfg.host}:{self.cfg.http_port}/stat",
             "ingest_url_template": f"{self.rtmp_url}/live//<id>/in",
             "output_url_template": f"{self.rtmp_url}/live//<id>/out",
+            "dashboard_url": f"{self.api_url}/dashboard",
             "hook_secret_file": str(self.cfg.run_dir / "hook_secret"),
             "sts_token_file": str(self.cfg.run_dir / "sts_token") if self.sts_token else None,
             "worker_names": {q: self.worker_name(q) for q in ALL_QUEUES},
@@ -172,14 +174,15 @@ class LocalStack:
             self.stop()
             raise
 
-    def _spawn(self, name: str, args: list[str], stop_signal: signal.Signals = signal.SIGTERM) -> Child:
-        child = Child(name, args, self._popen(name, args), stop_signal)
+    def _spawn(self, name: str, args: list[str], stop_signal: signal.Signals = signal.SIGTERM,
+               env: dict[str, str] | None = None) -> Child:
+        child = Child(name, args, self._popen(name, args, env), stop_signal, env=env or {})
         self.children.append(child)
         return child
 
-    def _popen(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def _popen(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         logf = open(self.cfg.run_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - child owns it
-        proc = self.runner.start(args, env=self.env(), stdout=logf, stderr=subprocess.STDOUT)
+        proc = self.runner.start(args, env={**self.env(), **(env or {})}, stdout=logf, stderr=subprocess.STDOUT)
         logf.close()
         log.info("started %s (pid %d)", name, proc.pid)
         return proc
@@ -195,7 +198,7 @@ class LocalStack:
                 raise RuntimeError(f"{child.name} died {child.restarts + 1} times; giving up")
             log.warning("%s exited (%s); restarting", child.name, child.proc.returncode)
             stop_process(child.proc, signal.SIGKILL, grace_s=1)  # reap anything left in its group
-            child.proc = self._popen(child.name, child.args)
+            child.proc = self._popen(child.name, child.args, child.env)
             child.restarts += 1
             restarted.append(child.name)
         return restarted
@@ -282,10 +285,12 @@ class LocalStack:
             client.close()
 
     def _start_flower(self) -> None:
+        # Local stack: Flower binds to 127.0.0.1 and its API is open (flower 2.2 answers 401 on /api/*
+        # otherwise). compose/ runs it with basic auth.
         child = self._spawn("flower", [
             sys.executable, "-m", "celery", "-A", "tasks", "flower", f"--address={self.cfg.host}",
             f"--port={self.cfg.flower_port}",
-        ])
+        ], env={"FLOWER_UNAUTHENTICATED_API": "true"})
         url = f"http://{self.cfg.host}:{self.cfg.flower_port}/"
         self._wait(child, lambda: requests.get(url, timeout=1).status_code == 200)
 

@@ -163,6 +163,12 @@ class StsClient:
             raise StsError(result.code, result.message, result.retryable)
         return result
 
+    def drain_backpressure(self) -> list[Backpressure]:
+        """Backpressure events received since the last call."""
+        with self.cond:
+            events, self.backpressure = self.backpressure, []
+        return events
+
     def emit(self, event: str, data: Any) -> None:
         self.sio.emit(event, data, namespace=self.ns)
 

@@ -1,0 +1,67 @@
+// livedub dashboard: polls /v1/streams and the selected stream; no build step.
+const body = document.body;
+const refreshMs = Number(body.dataset.refresh || 2000);
+let selected = new URLSearchParams(location.search).get("stream");
+
+const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
+const ms = (v) => (v === undefined || v === null ? "" : `${Math.round(v)} ms`);
+const badge = (s) => `<span class="badge ${esc(s)}">${esc(s)}</span>`;
+const offset = (s) => s.last_av_offset_start_ms === null || s.last_av_offset_start_ms === undefined ? "" :
+  `${s.last_av_offset_start_ms} / ${s.last_av_offset_end_ms} ms`;
+const g2g = (s) => (s.last_glass_to_glass_s ? `${s.last_glass_to_glass_s.toFixed(2)} s` : "");
+
+async function getJSON(url) {
+  const r = await fetch(url, {cache: "no-store"});
+  if (!r.ok) throw new Error(`${url}: ${r.status}`);
+  return r.json();
+}
+
+function renderStreams(streams) {
+  const rows = streams.map((s) => `<tr class="stream ${s.stream_id === selected ? "selected" : ""}" data-id="${esc(s.stream_id)}">
+    <td>${esc(s.stream_id)}</td><td>${badge(s.state)}</td><td>${s.segment_count}</td><td>${s.published_count}</td>
+    <td>${g2g(s)}</td><td>${offset(s)}</td><td>${esc(s.reason)}</td></tr>`);
+  document.querySelector("#streams tbody").innerHTML = rows.join("");
+  document.querySelectorAll("tr.stream").forEach((tr) => tr.addEventListener("click", () => {
+    selected = tr.dataset.id;
+    history.replaceState(null, "", `?stream=${encodeURIComponent(selected)}`);
+    tick();
+  }));
+  if (!selected && streams.length) selected = streams[0].stream_id;
+}
+
+function renderDetail(s) {
+  document.getElementById("detail").hidden = false;
+  document.getElementById("sid").textContent = s.stream_id;
+  const st = document.getElementById("state");
+  st.textContent = s.state;
+  st.className = `badge ${s.state}`;
+  document.getElementById("summary").textContent =
+    `output delay ${s.output_delay_s ?? "?"} s · glass-to-glass ${g2g(s) || "?"} · A/V offset (start/end) ${offset(s) || "?"}` +
+    ` · ${s.published_count} of ${s.segment_count} pieces out` + (s.reason ? ` · ${s.reason}` : "");
+  const rtmp = body.dataset.rtmp, hls = body.dataset.hls;
+  const input = `${rtmp}/live//${s.stream_id}/in`, output = `${rtmp}/live//${s.stream_id}/out`;
+  let links = `input <code>${esc(input)}</code> · output <code>${esc(output)}</code>`;
+  if (hls) links += ` · <a href="${esc(hls.replace("{id}", s.stream_id))}">HLS preview</a>`;
+  document.getElementById("links").innerHTML = links;
+  document.querySelector("#segments tbody").innerHTML = s.segments.map((g) => {
+    const t = g.timings_ms || {};
+    return `<tr class="segment" data-seq="${g.sequence}"><td>${g.sequence}</td>
+      <td>${g.start_s.toFixed(2)}–${g.end_s.toFixed(2)} s</td><td>${badge(g.status)}</td><td>${esc(g.reason)}</td>
+      <td class="transcript">${esc(g.transcript)}</td><td class="translation">${esc(g.translated_text)}</td>
+      <td>${ms(t.extract)}</td><td>${ms(t.sts_rtt)}</td><td>${ms(t.collect)}</td><td>${ms(t.remux)}</td></tr>`;
+  }).join("");
+}
+
+async function tick() {
+  try {
+    const {streams} = await getJSON("/v1/streams");
+    renderStreams(streams);
+    if (selected) renderDetail(await getJSON(`/v1/streams/${encodeURIComponent(selected)}`));
+    document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (err) {
+    document.getElementById("updated").textContent = `error: ${err.message}`;
+  }
+}
+
+tick();
+setInterval(tick, refreshMs);
