@@ -75,3 +75,75 @@ def test_mediamtx_hooks_target_real_routes_with_the_secret():
 def test_mediamtx_path_patterns(path, starts):
     pattern = next(k for k in MEDIAMTX["paths"] if k.endswith("/in$"))
     assert bool(re.match(pattern[1:], path)) is starts
+
+
+def declared_metrics():
+    from worker.metrics import COUNTERS, HISTOGRAMS
+
+    names = set(COUNTERS) | {f"{h}_bucket" for h in HISTOGRAMS} | set(HISTOGRAMS)
+    names |= {"livedub_queue_depth", "livedub_streams", "livedub_sts_inflight_fragments", "livedub_sts_queue_depth",
+              "livedub_sts_streams", "livedub_sts_fragments_total", "livedub_sts_backpressure_events_total", "up"}
+    return names
+
+
+def metric_names(expr):
+    words = set(re.findall(r"\b([a-z_][a-z0-9_]*)\b(?=\s*[{\[)]|\s*$|\s*[><=])", expr))
+    return {w for w in words if w.startswith(("livedub_", "media_service_")) or w == "up"}
+
+
+def test_production_services_are_there():
+    assert {"redis", "mediamtx", "api", "sts", "flower", "prometheus", "grafana",
+            "worker-ingest", "worker-sts", "worker-collect", "worker-remux", "worker-publish"} <= set(services())
+
+
+def test_gpu_is_reserved_for_sts_service_and_pool():
+    for name in ("sts", "worker-sts"):
+        devices = services()[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert "deploy" not in services()["worker-collect"]
+
+
+def test_flower_requires_auth_and_secrets_are_required():
+    cmd = " ".join(services()["flower"]["command"])
+    assert cmd.startswith("celery -A tasks flower") and "--basic-auth=${FLOWER_BASIC_AUTH:?" in cmd
+    import flower  # noqa: F401  the package is installed with livedub
+
+    for name in ("api", "worker-sts", "sts"):
+        env = services()[name]["environment"]
+        assert ":?" in env["LIVEDUB_HOOK_SECRET"] and ":?" in env["LIVEDUB_STS_TOKEN"]
+    example = (ROOT / "compose" / ".env.example").read_text()
+    for var in ("FLOWER_BASIC_AUTH", "GRAFANA_ADMIN_PASSWORD"):
+        assert f"{var}=" in example
+
+
+def test_prometheus_targets_match_services_and_ports():
+    prom = yaml.safe_load((ROOT / "compose" / "prometheus" / "prometheus.yml").read_text())
+    listen = {
+        "api": services()["api"]["command"][services()["api"]["command"].index("-b") + 1].split(":")[-1],
+        "sts": services()["sts"]["command"][services()["sts"]["command"].index("--port") + 1],
+        "flower": next(c for c in services()["flower"]["command"] if c.startswith("--port=")).split("=")[1],
+        "mediamtx": MEDIAMTX["metricsAddress"].lstrip(":"),
+    }
+    targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
+    assert targets == {f"{svc}:{port}" for svc, port in listen.items()}
+    mounts = services()["prometheus"]["volumes"]
+    for path in prom["rule_files"]:
+        assert any(m.split(":")[1] == path for m in mounts)
+
+
+def test_alert_rules_and_grafana_panels_use_declared_metrics():
+    import json
+
+    known = declared_metrics()
+    rules = yaml.safe_load((ROOT / "compose" / "prometheus" / "alerts.yml").read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    dash = json.loads((ROOT / "compose" / "grafana" / "dashboards" / "livedub.json").read_text())
+    exprs += [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert len(exprs) >= 10
+    for expr in exprs:
+        names = metric_names(expr)
+        assert names, expr
+        assert names <= known, (expr, names - known)
+    titles = " ".join(p["title"] for p in dash["panels"]).lower()
+    for topic in ("status", "glass-to-glass", "a/v offset", "per-stage p95", "queue depth"):
+        assert topic in titles

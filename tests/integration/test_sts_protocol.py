@@ -211,3 +211,17 @@ def test_sts_refuses_to_start_without_a_token():
     out = subprocess.run([sys.executable, "-m", "worker.cli", "sts", "--engine", "echo", "--port", "1"],
                          capture_output=True, text=True, timeout=30, env=env)
     assert out.returncode != 0 and "LIVEDUB_STS_TOKEN" in out.stderr
+
+
+def test_metrics_endpoint_counts_fragments_and_backpressure(url, client):
+    client.init_stream(StreamInit(stream_id="m1", max_inflight=1))
+    for i in range(3):
+        client.send_fragment(frag(i, "m1", delay_ms=300))
+    for i in range(2):
+        client.wait_processed(f"m1-f{i}", 10)
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    assert 'livedub_sts_fragments_total{status="success"}' in text
+    assert "livedub_sts_inflight_fragments" in text and "livedub_sts_queue_depth" in text
+    key = 'livedub_sts_backpressure_events_total{action="slow_down"}'
+    slow = [ln for ln in text.splitlines() if ln.startswith(key)]
+    assert slow and float(slow[0].split()[-1]) >= 1

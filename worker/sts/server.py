@@ -19,8 +19,10 @@ from typing import Any
 
 import socketio
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
+from worker.metrics import StsCollector
 from worker.sts.audio import AudioError, check_audio
 from worker.sts.engines import Engine
 from worker.sts.protocol import (
@@ -28,6 +30,7 @@ from worker.sts.protocol import (
     DEFAULT_NAMESPACE,
     PROTOCOL_VERSION,
     SAMPLE_RATES,
+    Backpressure,
     ErrorEvent,
     ErrorInfo,
     FragmentAck,
@@ -68,6 +71,9 @@ class StsServer:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sts-engine")
         self.cond: asyncio.Condition | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.stats: dict[str, int] = {}
+        self.registry = CollectorRegistry()
+        self.registry.register(StsCollector(self))
         # base64 grows audio by 4/3; leave room so audio just over the limit gets a clean error.
         self.sio = socketio.AsyncServer(async_mode="aiohttp", namespaces=[namespace], cors_allowed_origins=[],
                                         max_http_buffer_size=max_audio_bytes * 2 + 65536)
@@ -88,6 +94,7 @@ class StsServer:
         app = web.Application()
         self.sio.attach(app)
         app.router.add_get("/health", self.health)
+        app.router.add_get("/metrics", self.metrics)
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
@@ -115,12 +122,19 @@ class StsServer:
                 "namespace": self.ns}
         return web.json_response(body)
 
+    async def metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.registry), content_type="text/plain", charset="utf-8")
+
     # helpers ---------------------------------------------------------------
     async def _error(self, sid: str, code: str, message: str, retryable: bool = False, severity: str = "error",
                      stream_id: str | None = None, fragment_id: str | None = None) -> None:
         event = ErrorEvent(code=code, message=message, retryable=retryable, severity=severity,
                            stream_id=stream_id, fragment_id=fragment_id)
         await self.sio.emit("error", event.to_wire(), to=sid, namespace=self.ns)
+
+    async def _backpressure(self, sid: str, bp: Backpressure) -> None:
+        self.stats[f"bp_{bp.action}"] = self.stats.get(f"bp_{bp.action}", 0) + 1
+        await self.sio.emit("backpressure", bp.to_wire(), to=sid, namespace=self.ns)
 
     async def _notify(self) -> None:
         assert self.cond is not None
@@ -189,7 +203,7 @@ class StsServer:
         if session.inflight >= 2 * session.max_inflight:
             bp = backpressure(frag.stream_id, session.inflight + 1, session.max_inflight, self.queue.size, chunk_ms)
             if bp is not None:
-                await self.sio.emit("backpressure", bp.to_wire(), to=sid, namespace=self.ns)
+                await self._backpressure(sid, bp)
             await err("BACKPRESSURE", f"{session.inflight} fragments in flight: wait for results",
                               retryable=True, severity="warning")
             return
@@ -206,7 +220,7 @@ class StsServer:
         await self.sio.emit("fragment:ack", ack.to_wire(), to=sid, namespace=self.ns)
         bp = backpressure(frag.stream_id, session.inflight, session.max_inflight, self.queue.size, chunk_ms)
         if bp is not None:
-            await self.sio.emit("backpressure", bp.to_wire(), to=sid, namespace=self.ns)
+            await self._backpressure(sid, bp)
         await self._notify()
 
     async def on_monitor(self, sid: str, data: Any = None) -> None:
@@ -274,6 +288,7 @@ class StsServer:
             result = await loop.run_in_executor(self.executor, self._process, session, work)
             if self.sessions.get(key) is not session:  # type: ignore[call-overload]
                 continue
+            self.stats[result.status] = self.stats.get(result.status, 0) + 1
             for ready in session.complete(result):
                 wire = ready.to_wire()
                 await self.sio.emit("fragment:processed", wire, to=session.sid, namespace=self.ns)
