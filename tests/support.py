@@ -168,9 +168,9 @@ def now() -> float:
 
 
 @contextmanager
-def sts_server(*args: str, token: str | None = "sts-test-token") -> Iterator[str]:
-    """`livedub sts` as a real process on a free port; yields its URL."""
-    port = free_port()
+def sts_server(*args: str, token: str | None = "sts-test-token", port: int | None = None) -> Iterator[str]:
+    """`livedub sts` as a real process (on a free port unless given); yields its URL."""
+    port = port or free_port()
     env = {k: v for k, v in __import__("os").environ.items() if k != "LIVEDUB_STS_TOKEN"}
     if token:
         env["LIVEDUB_STS_TOKEN"] = token

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pybreaker
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from worker import metrics
@@ -34,21 +35,36 @@ EXT = {"wav": "wav", "m4a": "m4a", "pcm_s16le": "pcm"}
 
 
 class StsPool:
-    """One STS connection per stream per worker process, initialised with stream:init once."""
+    """One STS connection per stream per worker process, initialised with stream:init once.
 
-    def __init__(self, settings: Settings, factory: Callable[..., StsClient] = StsClient) -> None:
+    Connections go through a circuit breaker: after ``fail_max`` failed connects in a row it opens,
+    and segments fall back at once (``circuit_open``) instead of each waiting out its deadline. After
+    ``reset_timeout`` (shorter than a segment) one connect is tried again, so dubbing resumes by
+    itself within a segment of the service coming back."""
+
+    def __init__(self, settings: Settings, factory: Callable[..., StsClient] = StsClient,
+                 fail_max: int = 2, reset_timeout_s: float = 4.0) -> None:
         self.settings = settings
         self.factory = factory
         self.clients: dict[str, StsClient] = {}
         self.lock = threading.Lock()
+        self.breaker = pybreaker.CircuitBreaker(fail_max=fail_max, reset_timeout=reset_timeout_s,
+                                                name=f"sts:{settings.sts_url}")
 
-    def client_for(self, msg: ChainMsg, chunk_ms: int) -> StsClient:
+    def _connect(self, timeout_s: float) -> StsClient:
+        return self.factory(self.settings.sts_url, token=self.settings.sts_token_value(),
+                            namespace=self.settings.sts_namespace, connect_timeout_s=timeout_s).connect()
+
+    def client_for(self, msg: ChainMsg, chunk_ms: int, timeout_s: float = 5.0) -> StsClient:
         with self.lock:
             client = self.clients.get(msg.stream_id)
             if client is not None and client.connected:
                 return client
-            client = self.factory(self.settings.sts_url, token=self.settings.sts_token_value(),
-                                  namespace=self.settings.sts_namespace).connect()
+            try:
+                client = self.breaker.call(self._connect, max(min(timeout_s, 5.0), 0.2))
+            except pybreaker.CircuitBreakerError as exc:
+                raise StsError("CIRCUIT_OPEN", f"the STS service failed {self.breaker.fail_max} connects in a row;"
+                               f" retrying after {self.breaker.reset_timeout:g}s") from exc
             client.init_stream(StreamInit(stream_id=msg.stream_id, worker_id=f"sts-{uuid.uuid4().hex[:6]}",
                                           config=StreamConfig(source_language=msg.source_language,
                                                               target_language=msg.target_language,
@@ -83,7 +99,7 @@ def dispatch(msg: ChainMsg, store: LocalSegmentStore, registry: StreamRegistry, 
     @retry(retry=retry_if_exception(_transient), wait=wait_exponential(multiplier=0.1, max=1.0),
            stop=stop_after_delay(max(budget - 0.2, 0.1)), reraise=True)
     def send_and_wait() -> object:
-        client = pool.client_for(msg, chunk_ms)
+        client = pool.client_for(msg, chunk_ms, msg.deadline_at - CHAIN_RESERVE_S - clock())
         try:
             client.send_fragment(FragmentData(
                 fragment_id=fid, stream_id=msg.stream_id, sequence_number=msg.sequence, timestamp=msg.start_s,
@@ -100,6 +116,9 @@ def dispatch(msg: ChainMsg, store: LocalSegmentStore, registry: StreamRegistry, 
     except TimeoutError as exc:
         return _fallback(msg, registry, f"sts_timeout: {exc}")
     except StsError as exc:
+        if exc.code == "CIRCUIT_OPEN":
+            metrics.count(registry.r, "livedub_sts_circuit_open_total")
+            return _fallback(msg, registry, f"circuit_open: {exc}")
         code = "sts_unreachable" if exc.code in ("UNREACHABLE", "NAMESPACE_MISMATCH", "UNAUTHORIZED") else "sts_failed"
         return _fallback(msg, registry, f"{code}: {exc}")
     except Exception as exc:  # noqa: BLE001 - a segment falls back; the stream goes on

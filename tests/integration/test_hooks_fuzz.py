@@ -1,0 +1,80 @@
+"""Fuzz the hooks (hypothesis) against a real Redis: never a 5xx, nothing bad ever enqueued."""
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from api import create_app
+from worker.naming import STREAM_ID_RE
+from worker.settings import load_settings
+
+pytestmark = pytest.mark.integration
+SECRET = "fuzz-secret"
+H = {"X-Livedub-Secret": SECRET}
+
+
+@pytest.fixture(scope="module")
+def client(redis_url):
+    settings_ = load_settings(redis_url=redis_url, hook_secret=SECRET, reader_wait_s=0)
+    return create_app({"SETTINGS": settings_, "TESTING": True}).test_client()
+
+
+@pytest.fixture(scope="module")
+def r(redis_url):
+    return redis.Redis.from_url(redis_url)
+
+
+nasty = st.one_of(
+    st.text(max_size=80),
+    st.sampled_from(["../etc/passwd", "a b", "caf\u00e9", "x" * 65, "-i", "a;rm -rf", "$(id)", "%2e%2e", "", "/",
+                     "live", "in", "\u0000", "a\nb"]),
+)
+path = st.one_of(nasty, st.builds(lambda i, d: f"live/{i}/{d}", nasty, st.sampled_from(["in", "out", "x", ""])))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mtx_path=path, source=st.text(max_size=100), query=st.text(max_size=300),
+       endpoint=st.sampled_from(["ready", "not-ready"]), as_json=st.booleans())
+def test_mediamtx_hooks_never_5xx(client, r, mtx_path, source, query, endpoint, as_json):
+    body = {"MTX_PATH": mtx_path, "MTX_SOURCE_TYPE": source, "MTX_QUERY": query}
+    kwargs = {"json": body} if as_json else {"data": body}
+    resp = client.post(f"/v1/hooks/mediamtx/{endpoint}", headers=H, **kwargs)
+    assert resp.status_code < 500, resp.get_data(as_text=True)
+    if resp.status_code >= 400:
+        assert resp.get_json()["reason"]
+    if resp.status_code == 202:  # a job was started: only for a valid live/<id>/in
+        parts = mtx_path.strip("/").split("/")
+        assert parts[0] == "live" and parts[2] == "in" and STREAM_ID_RE.fullmatch(parts[1])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(app=nasty, name=nasty, addr=st.text(max_size=70), extra=st.dictionaries(st.text(max_size=20),
+                                                                               st.text(max_size=50), max_size=5),
+       call=st.sampled_from(["publish", "publish-done", "play"]))
+def test_nginx_hooks_never_5xx(client, app, name, addr, extra, call):
+    data = {**extra, "app": app, "name": name, "addr": addr, "call": call}
+    resp = client.post(f"/v1/hooks/nginx-rtmp/{call}?secret={SECRET}", data=data)
+    assert resp.status_code < 500, resp.get_data(as_text=True)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=3000), ctype=st.sampled_from(["application/json", "application/x-www-form-urlencoded",
+                                                            "text/plain", "multipart/form-data; boundary=x"]))
+def test_raw_bodies_never_5xx(client, raw, ctype):
+    resp = client.post("/v1/hooks/mediamtx/ready", data=raw, headers={**H, "Content-Type": ctype})
+    assert resp.status_code < 500
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stream_id=nasty)
+def test_stream_endpoints_never_5xx(client, stream_id):
+    for method in ("get", "delete"):
+        resp = getattr(client, method)(f"/v1/streams/{stream_id}", headers=H)
+        assert resp.status_code < 500
+
+
+def test_oversized_bodies_are_refused_on_every_hook(client):
+    for url in ("/v1/hooks/mediamtx/ready", f"/v1/hooks/nginx-rtmp/publish?secret={SECRET}"):
+        resp = client.post(url, data={"app": "live", "name": "x/in", "pad": "p" * 40000}, headers=H)
+        assert resp.status_code == 413
