@@ -6,6 +6,7 @@ fields merged), so they are acked late and redelivered if their worker dies mid-
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from celery import chain
@@ -26,8 +27,9 @@ def start_chain(msg: ChainMsg) -> None:
           app.signature(REMUX_TASK)).apply_async()
 
 
-def start_publisher(stream_id: str, job_id: str) -> None:
-    app.send_task(PUBLISH_TASK, args=[stream_id, job_id], task_id=f"pub-{job_id}")
+def start_publisher(stream_id: str, job_id: str, restart: bool = False) -> None:
+    task_id = f"pub-{job_id}-{uuid.uuid4().hex[:6]}" if restart else f"pub-{job_id}"
+    app.send_task(PUBLISH_TASK, args=[stream_id, job_id], task_id=task_id)
 
 
 @app.task(name=STS_DISPATCH_TASK, **IDEMPOTENT)

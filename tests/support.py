@@ -157,6 +157,16 @@ def local_stack(run_dir: Path, *extra: str, env: dict[str, str] | None = None) -
         log.close()
 
 
+def dub_report(stack: Stack, video: Path, out: Path, sid: str, timeout_s: float = 200) -> dict[str, Any]:
+    """Run `livedub dub` against a stack, as a user would; its JSON report."""
+    proc = subprocess.run([sys.executable, "-m", "worker.cli", "dub", str(video), "-o", str(out), "--state-file",
+                           str(stack.run_dir / "state.json"), "--stream-id", sid],
+                          capture_output=True, text=True, timeout=timeout_s)
+    assert proc.stdout, proc.stderr
+    report: dict[str, Any] = json.loads(proc.stdout)
+    return report
+
+
 def wait_gone(procs: list[psutil.Process], timeout_s: float = 10) -> list[psutil.Process]:
     """Processes of ``procs`` still alive after ``timeout_s``."""
     _, alive = psutil.wait_procs(procs, timeout=timeout_s)

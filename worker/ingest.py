@@ -47,6 +47,7 @@ class StreamJob:
         settings: Settings,
         runner: ProcessRunner | None = None,
         make_preparer: Callable[[Path, Callable[[], bool]], Callable[[Segment], None]] | None = None,
+        restart_publisher: Callable[[], None] | None = None,
         shutdown: threading.Event | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -58,6 +59,7 @@ class StreamJob:
         self.settings = settings
         self.runner = runner or ProcessRunner()
         self.make_preparer = make_preparer
+        self.restart_publisher = restart_publisher
         self.on_segment: Callable[[Segment], None] | None = None
         self.fatal = ""
         self.shutdown = shutdown or threading.Event()
@@ -133,6 +135,7 @@ class StreamJob:
                     return "superseded"
                 self.registry.set_fields(self.stream_id, heartbeat_at=self.registry.clock())
                 next_beat = now + self.settings.heartbeat_interval_s
+                self._watch_publisher()
             self._collect(out_dir)
             fields = self.registry.r.hmget(self.registry.key(self.stream_id), "job_id", "state", "stop_requested")
             job_id, state, stop = (f.decode() if isinstance(f, bytes) else "" for f in fields)
@@ -151,6 +154,19 @@ class StreamJob:
                     return interrupted or "input did not end within the drain timeout after the stop hook"
             self.sleep(POLL_S)
         return interrupted
+
+    def _watch_publisher(self) -> None:
+        """The publisher runs on another pool: if its worker died, start it again (it goes on from the
+        first segment not yet out). Its lease tells whether it is alive."""
+        if self.restart_publisher is None or self.seen == 0:
+            return
+        beat = self.registry.r.hget(self.registry.key(self.stream_id), "publisher_heartbeat_at")
+        stale_since = float(beat) if beat else None
+        if self.registry.lease_owner(self.stream_id, "publisher") is None and stale_since is not None \
+                and self.registry.clock() - stale_since > self.settings.heartbeat_ttl_s:
+            log.warning("%s: the publisher stopped heartbeating; starting it again", self.stream_id)
+            self.registry.set_fields(self.stream_id, publisher_heartbeat_at=self.registry.clock())
+            self.restart_publisher()
 
     def _collect(self, out_dir: Path) -> None:
         if not self.live and _media_arrived(out_dir):

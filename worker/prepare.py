@@ -73,8 +73,11 @@ class SegmentPreparer:
             raise NoVideo("input has no video track: livedub dubs video streams")
         now = self.clock()
         if self.origin_at is None:
-            # The segment just completed, so its end is "now" on the input's clock.
+            # The segment just completed, so its end is "now" on the input's clock. Keyframes further
+            # apart than the configured length make longer segments: the delay covers the real one.
             self.origin_at = now - span[1]
+            self.delay_s = output_delay_s(max(self.plan.segment_seconds, span[1] - span[0]),
+                                          self.settings.latency_budget_s)
             self.registry.set_fields(self.stream_id, origin_at=self.origin_at, output_delay_s=self.delay_s)
             self.start_publisher()
         b0, b1 = audio_boundary(to_us(span[0])), audio_boundary(to_us(span[1]))

@@ -91,9 +91,12 @@ class Publisher:
                                      stdout=subprocess.PIPE, stderr=errlog)
             assert proc.stdout is not None
             self.progress = ProgressLog(proc.stdout, self.clock)
+            reason = "publisher stopped"
             try:
                 reason = self._feed(proc)
             finally:
+                if reason.startswith("superseded"):  # a newer job owns the output path: leave it now
+                    stop_process(proc, signal.SIGTERM, grace_s=2)
                 if self.writer is not None:
                     self.writer.finish(self._beat)
                 if proc.stdin is not None and not proc.stdin.closed:
@@ -120,7 +123,10 @@ class Publisher:
         return reason
 
     def _feed(self, proc: subprocess.Popen[bytes]) -> str:
-        k = 0
+        # A restarted publisher (its worker died) goes on from the first segment not yet out.
+        done = {"processed", "fallback", "failed"}
+        segments = self.registry.segments(self.stream_id)
+        k = next((s.sequence for s in segments if s.status not in done), len(segments))
         while True:
             if not self._beat():
                 return "superseded by another publisher"

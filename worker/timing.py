@@ -75,7 +75,8 @@ def pcm_slice(data: bytes, data_start: int, b0: int, b1: int, frame_bytes: int) 
 
 
 def output_delay_s(segment_s: float, budget_s: float) -> float:
-    """Fixed per stream: one segment (it must be complete before work starts) plus the budget."""
+    """Fixed per stream: one segment (it must be complete before work starts) plus the budget.
+    ``segment_s`` is the longer of the configured length and the first segment's real length."""
     return segment_s + budget_s
 
 

@@ -1,26 +1,15 @@
 """Pipeline fault cases, each with real processes: the output stays complete and in sync."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.support import free_port, local_stack, publish, sts_server
+from tests.support import dub_report, free_port, local_stack, publish, sts_server
 from worker.analyze import analyze_file
 from worker.samples import make_video
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 TOKEN = "sts-test-token"
 
-
-def dub(stack, video: Path, out: Path, sid: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "worker.cli", "dub", str(video), "-o", str(out), "--state-file",
-                           str(stack.run_dir / "state.json"), "--stream-id", sid],
-                          capture_output=True, text=True, timeout=180)
-    assert proc.stdout, proc.stderr
-    return json.loads(proc.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +20,7 @@ def speech_12s(media_dir):
 def test_sts_unreachable_the_whole_time_gives_a_complete_fallback_output(tmp_path, speech_12s):
     dead = f"http://127.0.0.1:{free_port()}"
     with local_stack(tmp_path / "run", "--sts-url", dead, env={"LIVEDUB_STS_TOKEN": TOKEN}) as stack:
-        rep = dub(stack, speech_12s, tmp_path / "out.mp4", "nosts")
+        rep = dub_report(stack, speech_12s, tmp_path / "out.mp4", "nosts")
         rec = stack.stream("nosts")
     assert rec["state"] == "ended", rec["reason"]
     assert [s["status"] for s in rec["segments"]] == ["fallback", "fallback"]
@@ -46,7 +35,7 @@ def test_one_fragment_after_its_deadline_falls_back_alone(tmp_path, media_dir):
     video = make_video(media_dir / "count18.flv", 18, speech=True)
     with sts_server("--engine", "echo", "--workers", "2", "--echo-delay", "1=6000") as url, \
             local_stack(tmp_path / "run", "--sts-url", url, env={"LIVEDUB_STS_TOKEN": TOKEN}) as stack:
-        rep = dub(stack, video, tmp_path / "out.mp4", "late1")
+        rep = dub_report(stack, video, tmp_path / "out.mp4", "late1")
         rec = stack.stream("late1")
     statuses = [s["status"] for s in rec["segments"]]
     assert statuses == ["processed", "fallback", "processed"], rec["segments"]
@@ -63,7 +52,7 @@ def echo_stack(tmp_path_factory):
 
 def test_input_stopped_mid_segment_ends_cleanly(echo_stack, tmp_path, media_dir):
     video = make_video(media_dir / "av9.flv", 9.0, speech=True)
-    rep = dub(echo_stack, video, tmp_path / "out.mp4", "short9")
+    rep = dub_report(echo_stack, video, tmp_path / "out.mp4", "short9")
     rec = echo_stack.stream("short9")
     assert rec["state"] == "ended"
     assert [round(s["end_s"] - s["start_s"]) for s in rec["segments"]] == [6, 3]

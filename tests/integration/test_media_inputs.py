@@ -1,0 +1,74 @@
+"""Unusual but valid inputs, published for real: each is dubbed correctly or ends with a reason."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import dub_report, local_stack, publish
+from worker.analyze import analyze_file
+from worker.samples import counting_speech
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with local_stack(tmp_path_factory.mktemp("inputs") / "run", "--engine", "echo") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def speech(media_dir):
+    return counting_speech(media_dir / "count14.wav", 14, rate=48000)
+
+
+def make(path: Path, speech: Path, seconds: float, *, audio: list[str], video: list[str]) -> Path:
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc=size=320x240:rate=25", "-i", str(speech), "-t", str(seconds), *video,
+                    "-pix_fmt", "yuv420p", "-c:a", "aac", *audio, str(path)], check=True, timeout=120)
+    return path
+
+
+H264_2S = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-keyint_min", "50", "-sc_threshold", "0"]
+
+
+
+@pytest.mark.parametrize("name,audio,video", [
+    ("mono8k", ["-ar", "8000", "-ac", "1"], H264_2S),
+    ("surround51", ["-ar", "48000", "-af", "aformat=channel_layouts=5.1"], H264_2S),
+    ("vfr", ["-ar", "48000"], [*H264_2S, "-vf", "setpts='if(mod(N,10),PTS,PTS+0.02/TB)'", "-fps_mode", "vfr"]),
+    ("gop10s", ["-ar", "48000"], ["-c:v", "libx264", "-preset", "ultrafast", "-g", "250", "-keyint_min", "250",
+                                  "-sc_threshold", "0"]),
+])
+def test_unusual_inputs_are_dubbed_in_sync(stack, media_dir, speech, tmp_path, name, audio, video):
+    src = make(media_dir / f"{name}.flv", speech, 14, audio=audio, video=video)
+    rep = dub_report(stack, src, tmp_path / "out.mp4", name)
+    rec = stack.stream(name)
+    assert rec["state"] == "ended", rec["reason"]
+    assert rep["segments"]["failed"] == 0 and rep["segments"]["fallback"] == 0, rec["segments"]
+    report = analyze_file(tmp_path / "out.mp4")
+    assert report.check(report.video.end_s - report.video.start_s, 0.1, 25) == []
+    assert abs(report.video.duration_s - analyze_file(src).video.duration_s) < 0.1
+    if name == "gop10s":  # keyframes 10 s apart: segments follow them, the delay covers them
+        assert [round(s["end_s"] - s["start_s"]) for s in rec["segments"]] == [10, 4]
+        assert rec["output_delay_s"] >= 10
+
+
+def test_publisher_that_stops_sending_without_closing(stack, media_dir, speech):
+    src = make(media_dir / "stall.flv", speech, 14, audio=["-ar", "48000"], video=H264_2S)
+    pub = publish(src, stack.state["rtmp_url"], "stall")
+    try:
+        stack.wait_state("stall", {"live"}, 10)
+        time.sleep(7)
+        os.kill(pub.pid, signal.SIGSTOP)  # the encoder freezes; the TCP connection stays open
+        rec = stack.wait_state("stall", {"ended", "failed"}, 60)
+    finally:
+        os.kill(pub.pid, signal.SIGKILL)
+        pub.wait()
+    assert rec["state"] == "ended", rec["reason"]
+    statuses = [s["status"] for s in rec["segments"]]
+    assert statuses and all(s in ("processed", "fallback") for s in statuses), rec["segments"]
