@@ -95,7 +95,8 @@ def report(sid: str, record: dict[str, Any], output: Path, inp: list[tuple[float
         status = seg.get("status")
         counts[status if status in counts else "failed"] += 1
     analysis = analyze_file(output).summary() if output.exists() and output.stat().st_size else None
-    delays = sorted(glass_to_glass(inp, out))
+    series = glass_to_glass(inp, out)
+    delays = sorted(series)
     return {
         "stream_id": sid,
         "state": record.get("state"),
@@ -105,6 +106,7 @@ def report(sid: str, record: dict[str, Any], output: Path, inp: list[tuple[float
             "duration_s", "video_codec", "audio_codec", "av_offset_start_ms", "av_offset_end_ms", "problems")},
         "latency_s": {"p50": round(percentile(delays, 50), 3), "p95": round(percentile(delays, 95), 3),
                       "samples": len(delays)},
+        "latency_series_s": [round(d, 3) for d in series],  # one per second of media, in order
     }
 
 

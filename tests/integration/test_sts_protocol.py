@@ -225,3 +225,45 @@ def test_metrics_endpoint_counts_fragments_and_backpressure(url, client):
     key = 'livedub_sts_backpressure_events_total{action="slow_down"}'
     slow = [ln for ln in text.splitlines() if ln.startswith(key)]
     assert slow and float(slow[0].split()[-1]) >= 1
+
+
+def test_flood_of_1000_fragments_leaves_other_streams_unaffected(url):
+    """One connection floods; another stream's latency is measured before and during the flood."""
+    import threading
+
+    from worker.sts.sessions import percentile
+
+    def latencies(c, stream, n):
+        out = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            c.send_fragment(frag(i, stream))
+            c.wait_processed(f"{stream}-f{i}", 10)
+            out.append((time.perf_counter() - t0) * 1000)
+        return sorted(out)
+
+    with StsClient(url, token=TOKEN) as calm, StsClient(url, token=TOKEN) as flood:
+        calm.init_stream(StreamInit(stream_id="calm-a"))
+        calm.init_stream(StreamInit(stream_id="calm-b"))
+        before = latencies(calm, "calm-a", 20)
+        flood.init_stream(StreamInit(stream_id="flood", max_inflight=3))
+
+        def send_flood():
+            for i in range(1000):
+                flood.send_fragment(frag(i, "flood", delay_ms=20))
+
+        t = threading.Thread(target=send_flood)
+        t.start()
+        during = latencies(calm, "calm-b", 20)
+        t.join(60)
+        wait_until_quiet = time.monotonic() + 30
+        while time.monotonic() < wait_until_quiet and len(flood.by_fragment_error) + len(flood.processed) < 1000:
+            time.sleep(0.1)
+        refused = [e for e in flood.by_fragment_error.values() if e.code in ("BACKPRESSURE", "QUEUE_FULL")]
+        # every one of the 1000 got an answer: a result or an error
+        assert len(flood.processed) + len(flood.by_fragment_error) == 1000
+        assert refused and flood.backpressure  # refused with errors, told to pause
+        assert requests.get(f"{url}/health", timeout=5).json()["status"] == "ok"
+    print(f"calm stream p50/p95 ms before {percentile(before, 50):.1f}/{percentile(before, 95):.1f}, "
+          f"during flood {percentile(during, 50):.1f}/{percentile(during, 95):.1f}")
+    assert percentile(during, 95) < max(10 * percentile(before, 95), 250)

@@ -1,0 +1,102 @@
+"""Load: the soak (N streams for 10 minutes) and the capacity benchmark (the most concurrent streams one
+machine holds in real time without fallback). Echo STS unless --engine offline.
+
+    python bench/load.py capacity [--engine echo] [--max 12] [--seconds 30]
+    python bench/load.py soak --streams N [--minutes 10]
+
+Capacity: for N = 1, 2, 4, 6, 8, 10, 12 … it runs N concurrent 30 s streams through one local stack
+and counts fallback and failed segments; the figure is the largest N with none. The baseline in the
+same run is N = 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from worker.load import run_streams, stack_rss_mb, summarize, untimed_keys
+from worker.samples import make_video
+from worker.stack import LocalStack, StackConfig
+
+
+def stack_for(tmp: Path, engine: str) -> LocalStack:
+    return LocalStack(StackConfig(run_dir=tmp / "run", rtmp_port=0, api_port=0, http_port=0, redis_port=0,
+                                  flower_port=0, sts_port=0, engine=engine))
+
+
+def capacity(engine: str, max_n: int, seconds: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        video = make_video(tmp / "v.flv", seconds, speech=True)
+        stack = stack_for(tmp, engine)
+        stack.start()
+        best = 0
+        try:
+            print(f"{os.cpu_count()} cores, engine {engine}, {seconds}s streams, 6 s segments")
+            print(f"{'streams':>7} {'processed':>9} {'fallback':>8} {'failed':>6} {'lost':>4} {'g2g p95 s':>9}")
+            n = 1
+            while n <= max_n:
+                t0 = time.monotonic()
+                s = summarize(run_streams(stack.state(), video, n, tmp, f"c{n}-"), -(-seconds // 6))
+                seg = s["segments"]
+                print(f"{n:>7} {seg['processed']:>9} {seg['fallback']:>8} {seg['failed']:>6} {s['lost']:>4} "
+                      f"{s['g2g_p95_last_min_s']:>9.2f}   ({time.monotonic() - t0:.0f}s)")
+                if seg["fallback"] or seg["failed"] or s["lost"] or s["errors"]:
+                    break
+                best = n
+                n = n + 1 if n < 2 else n + 2
+        finally:
+            stack.stop()
+    print(f"capacity: {best} concurrent streams in real time without fallback ({engine}, this machine)")
+
+
+def soak(n: int, minutes: float, engine: str) -> None:
+    seconds = int(minutes * 60)
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        video = make_video(tmp / "v.flv", seconds, speech=True)
+        stack = stack_for(tmp, engine)
+        stack.start()
+        try:
+            marks = (f"-{stack.tag}@", stack.api_url.split("//")[1])
+            rss0 = stack_rss_mb(stack.cfg.run_dir, marks)
+            s = summarize(run_streams(stack.state(), video, n, tmp, "soak"), -(-seconds // 6))
+            rss1 = stack_rss_mb(stack.cfg.run_dir, marks)
+            leftover = untimed_keys(redis.Redis.from_url(stack.redis_url))
+        finally:
+            stack.stop()
+    print(f"soak: {n} streams x {minutes} min, engine {engine}")
+    print(f"segments {s['segments']}, lost {s['lost']}, errors {s['errors']}")
+    print(f"glass-to-glass p95: first minute {s['g2g_p95_first_min_s']:.2f}s, last minute "
+          f"{s['g2g_p95_last_min_s']:.2f}s")
+    for k in sorted(rss1):
+        if k in rss0:
+            print(f"RSS {rss0[k]:7.1f} -> {rss1[k]:7.1f} MB  {k}")
+    print(f"Redis keys without a TTL (should be none): {leftover}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="mode", required=True)
+    c = sub.add_parser("capacity")
+    c.add_argument("--engine", default="echo")
+    c.add_argument("--max", type=int, default=12)
+    c.add_argument("--seconds", type=int, default=30)
+    s = sub.add_parser("soak")
+    s.add_argument("--streams", type=int, default=2)
+    s.add_argument("--minutes", type=float, default=10)
+    s.add_argument("--engine", default="echo")
+    args = ap.parse_args()
+    if args.mode == "capacity":
+        capacity(args.engine, args.max, args.seconds)
+    else:
+        soak(args.streams, args.minutes, args.engine)
+
+
+if __name__ == "__main__":
+    main()

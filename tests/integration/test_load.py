@@ -1,0 +1,32 @@
+"""Two concurrent streams for two minutes (the suite's version of the 10-minute soak in bench/load.py)."""
+
+import pytest
+import redis
+
+from tests.support import local_stack
+from worker.load import run_streams, stack_rss_mb, summarize, untimed_keys
+from worker.samples import make_video
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
+
+
+def test_two_streams_for_two_minutes(tmp_path, media_dir):
+    video = make_video(media_dir / "count120.flv", 120, speech=True)
+    with local_stack(tmp_path / "run", "--engine", "echo") as stack:
+        tag = next(iter(stack.state["worker_names"].values())).split("@")[0].split("-")[-1]
+        marks = (f"-{tag}@", stack.state["api_url"].split("//")[1], stack.state["sts_url"].split(":")[-1])
+        rss_before = stack_rss_mb(stack.run_dir, marks)
+        reports = run_streams(stack.state, video, 2, tmp_path, "load")
+        rss_after = stack_rss_mb(stack.run_dir, marks)
+        client = redis.Redis.from_url(stack.state["redis_url"])
+        leftover = untimed_keys(client)
+    s = summarize(reports, expected_segments=20)
+    print(s)
+    assert s["errors"] == [] and s["lost"] == 0
+    assert s["segments"]["failed"] == 0 and s["segments"]["fallback"] == 0, s
+    assert s["g2g_p95_last_min_s"] <= s["g2g_p95_first_min_s"] * 1.10, s
+    for r in reports:
+        assert r["output"]["duration_s"] == pytest.approx(120.0, abs=0.1) and not r["output"]["problems"]
+    grown = {k: (rss_before[k], v) for k, v in rss_after.items() if k in rss_before and v > rss_before[k] * 1.25 + 20}
+    assert not grown, grown
+    assert leftover == [], leftover
