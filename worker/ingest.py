@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
+
 from worker import metrics
 from worker.media import PROGRESS, SEGMENT_LIST, parse_segment_list, progress_out_time_s, segmenter_args
 from worker.models import Segment, StreamState
@@ -62,6 +64,7 @@ class StreamJob:
         self.restart_publisher = restart_publisher
         self.on_segment: Callable[[Segment], None] | None = None
         self.fatal = ""
+        self.lost = False
         self.shutdown = shutdown or threading.Event()
         self.monotonic = monotonic
         self.sleep = sleep
@@ -93,7 +96,7 @@ class StreamJob:
                 why_stopped = self._watch(proc, out_dir)
             finally:
                 stop_process(proc, signal.SIGTERM, grace_s=3)
-        if not self.fatal:
+        if not self.fatal and not self.lost:
             self._collect(out_dir)
         outcome = self._outcome(self.fatal or why_stopped, proc.returncode, out_dir)
         self._record_outcome(outcome)
@@ -102,6 +105,9 @@ class StreamJob:
 
     def _record_outcome(self, outcome: JobOutcome) -> None:
         if outcome.state is None:
+            return
+        if self.lost:
+            self.registry.record_lost(self.stream_id, self.job_id, outcome.reason)
             return
         self.store.expire(self.stream_id, self.job_id, self.settings.store_ttl_s)
         if self.seen and self.on_segment is not None:
@@ -128,8 +134,25 @@ class StreamJob:
         next_beat = 0.0
         draining_since: float | None = None
         interrupted = ""
+        redis_down_since: float | None = None
         while proc.poll() is None:
             now = self.monotonic()
+            try:
+                fields = self.registry.r.hmget(self.registry.key(self.stream_id), "job_id", "state", "stop_requested")
+                redis_down_since = None
+            except redis.RedisError:
+                # Redis restarting: keep reading the input, bounded; Celery and redis-py reconnect.
+                redis_down_since = redis_down_since or now
+                if now - redis_down_since > 3 * self.settings.heartbeat_ttl_s:
+                    return f"registry unreachable for {now - redis_down_since:.0f}s"
+                self.sleep(POLL_S)
+                continue
+            job_id, state, stop = (f.decode() if isinstance(f, bytes) else "" for f in fields)
+            if not job_id and not state:
+                self.lost = True
+                return "the registry lost this stream (Redis restarted without persistence)"
+            if job_id != self.job_id:
+                return "superseded"
             if now >= next_beat:
                 if not self.registry.lease(self.stream_id, self.holder, self.settings.heartbeat_ttl_s):
                     return "superseded"
@@ -137,10 +160,6 @@ class StreamJob:
                 next_beat = now + self.settings.heartbeat_interval_s
                 self._watch_publisher()
             self._collect(out_dir)
-            fields = self.registry.r.hmget(self.registry.key(self.stream_id), "job_id", "state", "stop_requested")
-            job_id, state, stop = (f.decode() if isinstance(f, bytes) else "" for f in fields)
-            if job_id != self.job_id:
-                return "superseded"
             if self.fatal:
                 return self.fatal
             if self.shutdown.is_set():

@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import redis
+
 from worker import metrics
 from worker.analyze import analyze_file
 from worker.models import Segment, StreamState
@@ -75,6 +77,12 @@ class Publisher:
             self.next_beat = self.clock() + self.settings.heartbeat_interval_s
         return True
 
+    def _beat_quiet(self) -> None:
+        try:
+            self._beat()
+        except redis.RedisError:
+            pass
+
     def _job_fields(self) -> tuple[str, str, int | None]:
         job_id, state, final = self.registry.r.hmget(self.registry.key(self.stream_id), "job_id", "state",
                                                      "segments_final")
@@ -98,7 +106,7 @@ class Publisher:
                 if reason.startswith("superseded"):  # a newer job owns the output path: leave it now
                     stop_process(proc, signal.SIGTERM, grace_s=2)
                 if self.writer is not None:
-                    self.writer.finish(self._beat)
+                    self.writer.finish(self._beat_quiet)
                 if proc.stdin is not None and not proc.stdin.closed:
                     try:
                         proc.stdin.close()
@@ -123,6 +131,18 @@ class Publisher:
         return reason
 
     def _feed(self, proc: subprocess.Popen[bytes]) -> str:
+        """Feed pieces in order; rides out a Redis restart for up to three lease TTLs."""
+        down_since: float | None = None
+        while True:
+            try:
+                return self._feed_pieces(proc)
+            except redis.RedisError as exc:
+                down_since = down_since or self.clock()
+                if self.clock() - down_since > 3 * self.settings.heartbeat_ttl_s:
+                    return f"registry unreachable: {type(exc).__name__}"
+                self.sleep(0.5)
+
+    def _feed_pieces(self, proc: subprocess.Popen[bytes]) -> str:
         # A restarted publisher (its worker died) goes on from the first segment not yet out.
         done = {"processed", "fallback", "failed"}
         segments = self.registry.segments(self.stream_id)
@@ -199,7 +219,8 @@ class Publisher:
         slack = (seg.deadline_at or decided_at) - decided_at
         self.registry.update_segment(self.stream_id, seg.sequence, status=choice.status, reason=choice.reason,
                                      published_at=now, timings_ms=seg.timings_ms | {"publish_slack": slack * 1000})
-        self.registry.r.hincrby(self.registry.key(self.stream_id), "published_count", 1)
+        rec_count = self.registry.r.hget(self.registry.key(self.stream_id), "published_count")
+        self.registry.set_fields(self.stream_id, published_count=int(rec_count or 0) + 1)
         r = self.registry.r
         metrics.count(r, "livedub_segments_total", status=choice.status)
         if choice.status == "processed":

@@ -54,6 +54,14 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
+# Write fields only into a record that exists (after a Redis restart without persistence, a worker
+# must not recreate a half record).
+_SET = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
@@ -89,6 +97,7 @@ class StreamRegistry:
         self._lease = client.register_script(_LEASE)
         self._release = client.register_script(_RELEASE)
         self._merge = client.register_script(_MERGE)
+        self._set = client.register_script(_SET)
 
     # keys -----------------------------------------------------------------
     @staticmethod
@@ -132,8 +141,21 @@ class StreamRegistry:
         self.r.hset(self.key(stream_id), "stop_requested", "1")
         return self.mark_draining(stream_id, job_id, reason)
 
-    def set_fields(self, stream_id: str, **fields: str | float | int) -> None:
-        self.r.hset(self.key(stream_id), mapping={k: str(v) for k, v in fields.items()})
+    def set_fields(self, stream_id: str, **fields: str | float | int) -> bool:
+        """Set fields of an existing record; False when there is none."""
+        args = [x for k, v in fields.items() for x in (k, str(v))]
+        return bool(self._set(keys=[self.key(stream_id)], args=args))
+
+    def record_lost(self, stream_id: str, job_id: str, reason: str) -> None:
+        """The registry lost this stream (Redis restarted without persistence): leave a failed record
+        with the reason, so the stream does not just vanish."""
+        now = repr(self.clock())
+        key = self.key(stream_id)
+        if self.r.hsetnx(key, "state", StreamState.FAILED.value):
+            self.r.hset(key, mapping={"stream_id": stream_id, "job_id": job_id, "created_at": now, "updated_at": now,
+                                      "ended_at": now, "reason": reason})
+            self.r.zadd(self.index_key, {stream_id: float(now)})
+            self.r.expire(key, self.record_ttl_s)
 
     def reader_connected(self, stream_id: str) -> None:
         if self.r.exists(self.key(stream_id)):
@@ -188,6 +210,8 @@ class StreamRegistry:
 
     # segments -------------------------------------------------------------
     def add_segment(self, stream_id: str, seg: Segment, size_bytes: int) -> None:
+        if not self.r.exists(self.key(stream_id)):
+            raise KeyError(f"stream {stream_id} is not in the registry")
         pipe = self.r.pipeline()
         pipe.hset(self.key(stream_id, "segments"), str(seg.sequence), seg.model_dump_json())
         pipe.hincrby(self.key(stream_id), "segment_count", 1)
@@ -211,8 +235,8 @@ class StreamRegistry:
     # reads ----------------------------------------------------------------
     def get(self, stream_id: str) -> StreamRecord | None:
         fields = {_s(k): _s(v) for k, v in self.r.hgetall(self.key(stream_id)).items()}
-        if not fields:
-            return None
+        if not {"state", "job_id", "created_at"} <= set(fields):
+            return None  # absent, or a fragment written by something that lost the race with a restart
         return StreamRecord.from_redis(fields, self.segments(stream_id))
 
     def list(self) -> list[StreamRecord]:
