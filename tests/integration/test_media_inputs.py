@@ -72,3 +72,33 @@ def test_publisher_that_stops_sending_without_closing(stack, media_dir, speech):
     assert rec["state"] == "ended", rec["reason"]
     statuses = [s["status"] for s in rec["segments"]]
     assert statuses and all(s in ("processed", "fallback") for s in statuses), rec["segments"]
+
+
+def test_garbage_bytes_on_the_rtmp_port_start_nothing(stack):
+    import socket
+
+    import requests
+
+    host, port = stack.state["rtmp_url"].removeprefix("rtmp://").split(":")
+    before = requests.get(f"{stack.api}/v1/streams", timeout=5).json()["streams"]
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(os.urandom(4096) + b"live/junk/in" + os.urandom(4096))
+        s.settimeout(3)
+        try:
+            s.recv(1024)
+        except (TimeoutError, ConnectionResetError):
+            pass
+    after = requests.get(f"{stack.api}/v1/streams", timeout=5).json()["streams"]
+    assert len(after) == len(before)  # the handshake failed at nginx: no hook, no job
+    assert requests.get(f"{stack.api}/health", timeout=5).json()["status"] == "ok"
+
+
+def test_video_codec_mpegts_cannot_carry_fails_with_a_reason(stack, media_dir, speech):
+    src = make(media_dir / "flv1.flv", speech, 8, audio=["-ar", "44100"], video=["-c:v", "flv1"])
+    pub = publish(src, stack.state["rtmp_url"], "flv1")
+    try:
+        rec = stack.wait_state("flv1", {"failed", "ended"}, 40)
+    finally:
+        pub.kill()
+        pub.wait()
+    assert rec["state"] == "failed" and rec["reason"], rec

@@ -71,3 +71,20 @@ def test_input_without_a_track_fails_with_a_reason(echo_stack, media_dir, kind, 
         pub.kill()
         pub.wait()
     assert rec["state"] == "failed" and reason in rec["reason"], rec["reason"]
+
+
+def test_slow_sts_keeps_the_output_live_and_queues_bounded(tmp_path, media_dir):
+    """Every fragment takes 1.5x real time: segments fall back on time, the STS queue stays bounded."""
+    import requests
+
+    video = make_video(media_dir / "count24.flv", 24, speech=True)
+    with sts_server("--engine", "echo", "--echo-delay-factor", "1.5") as url, \
+            local_stack(tmp_path / "run", "--sts-url", url, env={"LIVEDUB_STS_TOKEN": TOKEN}) as stack:
+        rep = dub_report(stack, video, tmp_path / "out.mp4", "slow")
+        health = requests.get(f"{url}/health", timeout=5).json()
+        rec = stack.stream("slow")
+    assert rec["state"] == "ended"
+    assert rep["segments"]["failed"] == 0 and rep["segments"]["fallback"] >= 3, rep["segments"]
+    assert rep["latency_s"]["p95"] < 10.0, rep["latency_s"]  # the output does not fall behind
+    assert health["queue_depth"] <= 8 and health["inflight"] <= 8, health
+    assert analyze_file(tmp_path / "out.mp4").check(24.0, 0.1, 25) == []
