@@ -12,7 +12,7 @@ from typing import Any
 from celery import chain
 
 from tasks import app
-from tasks.queues import COLLECT_TASK, PUBLISH_TASK, REMUX_TASK, STS_DISPATCH_TASK
+from tasks.queues import COLLECT_TASK, PUBLISH_TASK, REMUX_TASK, STREAM_JOB_TASK, STS_DISPATCH_TASK
 from worker import chain as work
 from worker.models import ChainMsg
 from worker.publisher import Publisher
@@ -54,4 +54,9 @@ def remux(msg: dict[str, Any]) -> dict[str, Any]:
 def publish(stream_id: str, job_id: str) -> str:
     """One per stream, as long as the stream. Not acks_late: the lease guards against duplicates."""
     s = process_settings()
-    return Publisher(stream_id, job_id, registry=process_registry(s), store=process_store(s), settings=s).run()
+
+    def restart_ingest(attempt: int) -> None:
+        app.send_task(STREAM_JOB_TASK, args=[stream_id, job_id], task_id=f"{job_id}-r{attempt}")
+
+    return Publisher(stream_id, job_id, registry=process_registry(s), store=process_store(s), settings=s,
+                     restart_ingest=restart_ingest).run()

@@ -214,7 +214,7 @@ def remux(msg: ChainMsg, store: LocalSegmentStore, registry: StreamRegistry, set
     piece = fit.with_name(f"piece_{msg.sequence:05d}.ts")
     try:
         run_media(piece_args(settings.ffmpeg_bin, store.path(msg.segment_key), fit, msg.audio_start_sample, piece,
-                             settings.audio_bitrate))
+                             settings.audio_bitrate, msg.ts_offset_s))
     except (MediaError, OSError) as exc:
         return _fallback(msg, registry, f"remux_failed: {exc}")
     timings = msg.timings_ms | {"remux": (clock() - started) * 1000}

@@ -65,6 +65,7 @@ class StreamJob:
         self.on_segment: Callable[[Segment], None] | None = None
         self.fatal = ""
         self.lost = False
+        self.first_seq = 0
         self.shutdown = shutdown or threading.Event()
         self.monotonic = monotonic
         self.sleep = sleep
@@ -82,10 +83,17 @@ class StreamJob:
             return JobOutcome(None, "duplicate: another process runs this job", 0)
         self.store.sweep()  # drop the files of streams whose TTL ran out
         out_dir = self.store.job_dir(self.stream_id, self.job_id)
+        part = int(self.registry.r.hincrby(self.registry.key(self.stream_id), "ingest_part", 1)) - 1
+        if part:  # the job runs again after its worker died: go on where the stream is
+            out_dir = out_dir / f"part{part}"
+            out_dir.mkdir(exist_ok=True)
+            self.first_seq = rec.segment_count
+            self.live = rec.state is StreamState.LIVE
+            self._fail_unprepared(rec.segments)
         url = rtmp_url(self.settings.rtmp_url, self.stream_id, "in")
         seconds = rec.segment_seconds or self.settings.segment_seconds
         args = segmenter_args(url, out_dir, seconds, self.settings.read_timeout_s, self.settings.ffmpeg_bin,
-                              audio_track=self.make_preparer is not None)
+                              audio_track=self.make_preparer is not None, start_number=self.first_seq)
         self.registry.set_fields(self.stream_id, heartbeat_at=self.registry.clock(), input_url=url,
                                  segment_seconds=seconds)
         with open(out_dir / "ffmpeg.log", "wb") as errlog:
@@ -110,9 +118,10 @@ class StreamJob:
             self.registry.record_lost(self.stream_id, self.job_id, outcome.reason)
             return
         self.store.expire(self.stream_id, self.job_id, self.settings.store_ttl_s)
-        if self.seen and self.on_segment is not None:
+        if self.first_seq + self.seen and self.on_segment is not None:
             # The publisher still has pieces to put out; it ends the stream after the last one.
-            self.registry.set_fields(self.stream_id, segments_final=self.seen, ended_input_at=self.registry.clock())
+            self.registry.set_fields(self.stream_id, segments_final=self.first_seq + self.seen,
+                                     ended_input_at=self.registry.clock())
             if outcome.state is StreamState.ENDED:
                 self.registry.mark_draining(self.stream_id, self.job_id, outcome.reason)
                 self.registry.set_fields(self.stream_id, reason=outcome.reason)
@@ -174,10 +183,18 @@ class StreamJob:
             self.sleep(POLL_S)
         return interrupted
 
+    def _fail_unprepared(self, segments: list[Segment]) -> None:
+        """Segments the dead worker registered but never finished preparing can't be published."""
+        for seg in segments:
+            if seg.fallback_piece is None and seg.status not in ("processed", "fallback", "failed"):
+                self.registry.update_segment(self.stream_id, seg.sequence, status="failed",
+                                             reason="lost with its ingest worker before it was prepared")
+                metrics.count(self.registry.r, "livedub_segments_total", status="failed")
+
     def _watch_publisher(self) -> None:
         """The publisher runs on another pool: if its worker died, start it again (it goes on from the
         first segment not yet out). Its lease tells whether it is alive."""
-        if self.restart_publisher is None or self.seen == 0:
+        if self.restart_publisher is None or self.first_seq + self.seen == 0:
             return
         beat = self.registry.r.hget(self.registry.key(self.stream_id), "publisher_heartbeat_at")
         stale_since = float(beat) if beat else None
@@ -225,7 +242,7 @@ class StreamJob:
             return JobOutcome(None, "superseded by a newer job for this stream", self.seen)
         if why and why != "stopped by operator":
             return JobOutcome(StreamState.FAILED, why, self.seen)
-        if self.seen == 0:
+        if self.first_seq + self.seen == 0:
             tail = _tail(out_dir / "ffmpeg.log")
             if "0:a" in tail and "matches no streams" in tail:
                 return JobOutcome(StreamState.FAILED, "input has no audio track: there is no speech to dub", 0)

@@ -32,7 +32,7 @@ def rtmp_input_options(read_timeout_s: float) -> dict[str, Any]:
 
 def segmenter_args(
     input_url: str, out_dir: Path, segment_seconds: float, read_timeout_s: float, ffmpeg_bin: str = "ffmpeg",
-    audio_track: bool = False,
+    audio_track: bool = False, start_number: int = 0,
 ) -> list[str]:
     """Cut the live input at keyframes into MPEG-TS segments, keeping absolute timestamps.
 
@@ -51,6 +51,7 @@ def segmenter_args(
         segment_list=str(out_dir / SEGMENT_LIST),
         segment_list_type="csv",
         segment_list_flags="live",
+        segment_start_number=start_number,
         muxdelay=0,
         muxpreload=0,
     )

@@ -114,6 +114,7 @@ class ChainMsg(BaseModel):
     source_language: str
     target_language: str
     voice_profile: str
+    ts_offset_s: float = 0.0  # a resumed reader's part: its clock starts at 0, the stream's does not
     dub_key: str | None = None
     dub_format: str = "wav"
     dub_rate: int = 48000

@@ -47,16 +47,19 @@ def fit_args(ffmpeg: str, dub: Path | None, dub_fmt: str, dub_rate: int, dub_cha
     return [*args, "-filter_complex", graph, "-map", label, *PCM_IN, str(out)]
 
 
-def piece_args(ffmpeg: str, segment: Path, pcm: Path, start_sample: int, out: Path, bitrate: str = "128k") -> list[str]:
+def piece_args(ffmpeg: str, segment: Path, pcm: Path, start_sample: int, out: Path, bitrate: str = "128k",
+               ts_offset_s: float = 0.0) -> list[str]:
     """One output piece: the segment's video copied (never re-encoded) and the PCM encoded to AAC.
 
     Timestamps are kept (-copyts) and shifted by TS_OFFSET_S on both inputs; the audio starts at its
     AAC-frame boundary (-itsoffset); the encoder's priming packet is dropped; the mpegts muxer adds
-    no delay. Pieces then concatenate into one continuous stream.
+    no delay. Pieces then concatenate into one continuous stream. ``ts_offset_s`` moves a resumed
+    reader's part (whose own clock restarted at 0) onto the stream's timeline.
     """
+    base = TS_OFFSET_S + ts_offset_s
     return [
-        ffmpeg, *BASE, "-copyts", "-itsoffset", str(TS_OFFSET_S), "-i", str(segment),
-        "-itsoffset", f"{TS_OFFSET_S + start_sample / AUDIO_RATE:.6f}", *PCM_IN, "-i", str(pcm),
+        ffmpeg, *BASE, "-copyts", "-itsoffset", f"{base:.6f}", "-i", str(segment),
+        "-itsoffset", f"{base + start_sample / AUDIO_RATE:.6f}", *PCM_IN, "-i", str(pcm),
         "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", bitrate,
         "-bsf:a", "noise=drop=eq(n\\,0)",
         "-f", "mpegts", "-mpegts_flags", "+initial_discontinuity", "-muxdelay", "0", "-muxpreload", "0", str(out),

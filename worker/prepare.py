@@ -63,24 +63,22 @@ class SegmentPreparer:
         self.dispatch, self.start_publisher, self.reader_alive = dispatch, start_publisher, reader_alive
         self.clock, self.sleep = clock, sleep
         self.origin_at: float | None = None
+        self.offset_s = 0.0
         self.delay_s = output_delay_s(plan.segment_seconds, settings.latency_budget_s)
 
     def __call__(self, seg: Segment) -> None:
         completed_at = self.clock()
         seg_path = self.store.path(seg.file)
-        span = parse_video_span(run_media(video_span_args(self.settings.ffprobe_bin, seg_path), 30))
-        if span is None:
+        local = parse_video_span(run_media(video_span_args(self.settings.ffprobe_bin, seg_path), 30))
+        if local is None:
             raise NoVideo("input has no video track: livedub dubs video streams")
         now = self.clock()
         if self.origin_at is None:
-            # The segment just completed, so its end is "now" on the input's clock. Keyframes further
-            # apart than the configured length make longer segments: the delay covers the real one.
-            self.origin_at = now - span[1]
-            self.delay_s = output_delay_s(max(self.plan.segment_seconds, span[1] - span[0]),
-                                          self.settings.latency_budget_s)
-            self.registry.set_fields(self.stream_id, origin_at=self.origin_at, output_delay_s=self.delay_s)
-            self.start_publisher()
-        b0, b1 = audio_boundary(to_us(span[0])), audio_boundary(to_us(span[1]))
+            self._place(now, local)
+        assert self.origin_at is not None
+        # Audio boundaries in this reader's own clock (its audio track); times on the stream's timeline.
+        b0, b1 = audio_boundary(to_us(local[0])), audio_boundary(to_us(local[1]))
+        span = (local[0] + self.offset_s, local[1] + self.offset_s)
         orig_path = self.out_dir / f"orig_{seg.sequence:05d}.pcm"
         orig_path.write_bytes(self._original_audio(b0, b1))
         deadline = piece_deadline(self.origin_at, span[0], self.delay_s, self.settings.publish_margin_s)
@@ -94,11 +92,32 @@ class SegmentPreparer:
             orig_key=self.store.key_of(orig_path), start_s=span[0], end_s=span[1], audio_start_sample=b0,
             audio_samples=b1 - b0, deadline_at=deadline, source_language=self.plan.source_language,
             target_language=self.plan.target_language, voice_profile=self.plan.voice_profile,
+            ts_offset_s=self.offset_s,
         )
         self.dispatch(msg)
         fallback = self.out_dir / f"fallback_{seg.sequence:05d}.ts"
-        run_media(piece_args(self.settings.ffmpeg_bin, seg_path, orig_path, b0, fallback, self.settings.audio_bitrate))
+        run_media(piece_args(self.settings.ffmpeg_bin, seg_path, orig_path, b0, fallback, self.settings.audio_bitrate,
+                             self.offset_s))
         self.registry.update_segment(self.stream_id, seg.sequence, fallback_piece=self.store.key_of(fallback))
+
+    def _place(self, now: float, local: tuple[float, float]) -> None:
+        """Put this reader's clock on the stream's timeline, once, at its first segment."""
+        key = self.registry.key(self.stream_id)
+        origin, delay = self.registry.r.hmget(key, "origin_at", "output_delay_s")
+        if origin is None:
+            # The stream's first segment just completed: its end is "now" on the input's clock.
+            # Keyframes further apart than configured make longer segments: the delay covers them.
+            self.origin_at = now - local[1]
+            self.delay_s = output_delay_s(max(self.plan.segment_seconds, local[1] - local[0]),
+                                          self.settings.latency_budget_s)
+            self.registry.set_fields(self.stream_id, origin_at=self.origin_at, output_delay_s=self.delay_s)
+            self.start_publisher()
+            return
+        # A resumed reader (the last ingest worker died): its clock restarted at 0. Media time follows
+        # the wall clock, so the output keeps its delay, with a gap for what was lost, never overlapping.
+        self.origin_at, self.delay_s = float(origin), float(delay or self.delay_s)
+        last_end = max((s.end_s for s in self.registry.segments(self.stream_id) if s.deadline_at), default=0.0)
+        self.offset_s = max(now - self.origin_at - local[1], last_end - local[0])
 
     def _original_audio(self, b0: int, b1: int, wait_s: float = 1.5) -> bytes:
         """Samples [b0, b1) of the continuous audio track, waiting (bounded) for the reader to write them."""

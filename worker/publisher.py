@@ -57,11 +57,14 @@ def choose(seg: Segment, now: float) -> Choice | None:
 class Publisher:
     def __init__(self, stream_id: str, job_id: str, *, registry: StreamRegistry, store: LocalSegmentStore,
                  settings: Settings, runner: ProcessRunner | None = None, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, restart_ingest: Callable[[int], None] | None = None,
+                 max_ingest_restarts: int = 3) -> None:
         self.stream_id, self.job_id = stream_id, job_id
         self.registry, self.store, self.settings = registry, store, settings
         self.runner = runner or ProcessRunner()
         self.clock, self.sleep = clock, sleep
+        self.restart_ingest = restart_ingest
+        self.max_ingest_restarts = max_ingest_restarts
         self.holder = f"pub-{job_id}.{uuid.uuid4().hex[:8]}"
         self.next_beat = 0.0
         self.writer: PipeWriter | None = None
@@ -75,7 +78,28 @@ class Publisher:
                 return False
             self.registry.set_fields(self.stream_id, publisher_heartbeat_at=self.clock())
             self.next_beat = self.clock() + self.settings.heartbeat_interval_s
+            self._watch_ingest()
         return True
+
+    def _watch_ingest(self) -> None:
+        """The ingest job runs on another pool. If its worker died while the input is still live, run
+        it again (a new reader goes on with the numbering); give up after a few tries."""
+        key = self.registry.key(self.stream_id)
+        final, beat, state = self.registry.r.hmget(key, "segments_final", "heartbeat_at", "state")
+        if self.restart_ingest is None or final is not None or _d(state) not in ("live", "draining") or not beat:
+            return
+        if self.registry.lease_owner(self.stream_id) is not None:
+            return
+        if self.clock() - float(beat) <= self.settings.heartbeat_ttl_s:
+            return
+        tries = int(self.registry.r.hincrby(key, "ingest_restarts", 1))
+        if tries > self.max_ingest_restarts:
+            self.registry.finish(self.stream_id, self.job_id, StreamState.FAILED,
+                                 f"heartbeat lost: the ingest job died {tries - 1} times")
+            return
+        log.warning("%s: the ingest job stopped heartbeating; running it again (%d)", self.stream_id, tries)
+        self.registry.set_fields(self.stream_id, heartbeat_at=self.clock())
+        self.restart_ingest(tries)
 
     def _beat_quiet(self) -> None:
         try:
@@ -157,6 +181,9 @@ class Publisher:
             if final is not None and k >= final:
                 return "all pieces published"
             seg = self.registry.segment(self.stream_id, k)
+            if seg is not None and seg.status == "failed":  # lost before it was prepared: nothing to feed
+                k += 1
+                continue
             if seg is None or seg.deadline_at is None:
                 if state in (StreamState.ENDED.value, StreamState.FAILED.value) and final is None:
                     self._fail_rest(k, "the stream ended before this segment was prepared")

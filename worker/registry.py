@@ -200,6 +200,8 @@ class StreamRegistry:
             else ("ingest job", "lease", "heartbeat_at")
         if self.r.exists(self.key(sid, kind)):
             return None
+        if not input_done and self.r.exists(self.key(sid, "publisher")):
+            return None  # the publisher watches the ingest job and runs it again
         beat = fields.get(beat_field)
         if beat:
             return f"heartbeat lost: the {who} stopped {now - float(beat):.1f}s ago (worker died?)"

@@ -106,11 +106,14 @@ def test_duplicate_job_delivery_does_not_start_a_second_reader(stack, video_8s):
     assert rec["state"] == "ended" and rec["segment_count"] == 2
 
 
-def test_killed_ingest_worker_fails_the_stream_and_leaves_no_reader(stack, video_20s):
+def test_ingest_worker_killed_before_the_first_segment_fails_the_stream(stack, video_20s):
+    """Before its first segment a stream has no publisher to run the job again: it fails, clearly.
+    (After it, the stream resumes: tests/integration/test_worker_kill.py.)"""
     name = stack.state["worker_names"]["ingest"]
     pub = publish(video_20s, stack.state["rtmp_url"], "kill1")
     try:
         stack.wait_state("kill1", {"live"}, 10)
+        assert stack.stream("kill1")["segment_count"] == 0
         worker = next(p for p in psutil.process_iter(["cmdline"]) if name in " ".join(p.info["cmdline"] or []))
         readers = [c for c in worker.children(recursive=True) if c.name() == "ffmpeg"]
         assert readers, "the job's ffmpeg reader runs under the ingest worker"

@@ -1,5 +1,5 @@
-"""SIGKILL a worker of the sts and publish pools mid-stream: the stream goes on, every segment is
-accounted for, and no ffmpeg is orphaned."""
+"""SIGKILL a worker of the ingest, sts and publish pools mid-stream: the stream goes on, every segment
+is accounted for, and no ffmpeg is orphaned. Lease TTL 5 s here, so recovery takes about a segment."""
 
 import json
 import os
@@ -22,7 +22,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with local_stack(tmp_path_factory.mktemp("kill") / "run", "--engine", "echo") as s:
+    with local_stack(tmp_path_factory.mktemp("kill") / "run", "--engine", "echo",
+                     env={"LIVEDUB_HEARTBEAT_TTL_S": "5", "LIVEDUB_HEARTBEAT_INTERVAL_S": "1"}) as s:
         yield s
 
 
@@ -43,8 +44,10 @@ def published(stack, sid):
 
 
 def out_on_server(stack, sid):
+    """Someone publishes live/<id>/out (nginx's stat page lists players of a stream without one too)."""
     root = ET.fromstring(requests.get(stack.state["stat_url"], timeout=5).text)
-    return any(s.findtext("name") == f"{sid}/out" for s in root.iter("stream"))
+    return any(s.findtext("name") == f"{sid}/out" and s.find("client/publishing") is not None
+               for s in root.iter("stream"))
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +92,30 @@ def test_killed_publish_worker(stack, video, tmp_path):
     assert [s["status"] for s in rec["segments"]] and all(
         s["status"] in ("processed", "fallback") for s in rec["segments"]), rec["segments"]
     assert resumed_after < 25
+
+
+def test_killed_ingest_worker_resumes_the_stream(stack, media_dir, tmp_path):
+    video = make_video(media_dir / "count40k.flv", 40, speech=True)
+    dub = start_dub(stack, video, tmp_path, "king")
+    wait_until(lambda: stack.stream("king")["segment_count"] >= 1, 30, 0.2, "first segment")
+    worker = worker_proc(stack, "ingest")
+    readers = [p for p in worker.children(recursive=True) if p.name() == "ffmpeg"]
+    before = stack.stream("king")["segment_count"]
+    os.kill(worker.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    assert wait_gone(readers, 5) == []
+    # The publisher sees the ingest lease expire and runs the job again; a new reader goes on.
+    wait_until(lambda: any("part1" in s["file"] for s in stack.stream("king")["segments"]), 30, 0.2,
+               "a segment from the resumed reader")
+    resumed_after = time.monotonic() - killed_at
+    dub.communicate(timeout=150)
+    rec = stack.wait_state("king", {"ended", "failed"}, 60)
+    assert rec["state"] == "ended", rec["reason"]
+    seqs = [s["sequence"] for s in rec["segments"]]
+    assert seqs == list(range(len(seqs))) and len(seqs) > before  # the numbering goes on
+    assert all(s["status"] in ("processed", "fallback", "failed") for s in rec["segments"])
+    resumed = [s for s in rec["segments"] if "part1" in s["file"]]
+    assert resumed and all(s["status"] == "processed" for s in resumed), resumed
+    starts = [s["start_s"] for s in rec["segments"] if s["status"] != "failed"]
+    assert starts == sorted(starts)  # the resumed part sits after the first on the stream's timeline
+    assert resumed_after < 20, resumed_after
