@@ -8,10 +8,8 @@ dropped and counted. The publisher also ends the stream once the last piece is o
 from __future__ import annotations
 
 import logging
-import queue
 import signal
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +22,7 @@ from worker.analyze import analyze_file
 from worker.models import Segment, StreamState
 from worker.naming import rtmp_url
 from worker.pieces import publisher_args
+from worker.pipewriter import PipeWriter
 from worker.procs import ProcessRunner, stop_process
 from worker.progress import ProgressLog, wall_at
 from worker.registry import StreamRegistry
@@ -262,47 +261,6 @@ class Publisher:
             if seg.sequence >= k and seg.status not in ("processed", "fallback", "failed"):
                 self.registry.update_segment(self.stream_id, seg.sequence, status="failed", reason=reason)
                 metrics.count(self.registry.r, "livedub_segments_total", status="failed")
-
-
-class PipeWriter:
-    """Writes pieces to ffmpeg's stdin on its own thread, one queued piece at a time."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
-        self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="publisher-writer", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        assert self.proc.stdin is not None
-        while (data := self.q.get()) is not None:
-            try:
-                self.proc.stdin.write(data)
-                self.proc.stdin.flush()
-            except (BrokenPipeError, OSError, ValueError) as exc:
-                self.error = exc
-                return
-
-    def put(self, data: bytes | None, tick: Callable[[], object]) -> None:
-        """Queue data, calling ``tick`` (the heartbeat) while the writer is still busy."""
-        while True:
-            try:
-                self.q.put(data, timeout=0.5)
-                return
-            except queue.Full:
-                if self.error is not None or not self.thread.is_alive():
-                    raise BrokenPipeError(str(self.error or "writer stopped")) from None
-                tick()
-
-    def finish(self, tick: Callable[[], object]) -> None:
-        try:
-            self.put(None, tick)
-        except BrokenPipeError:
-            return
-        while self.thread.is_alive():
-            self.thread.join(0.5)
-            tick()
 
 
 def _d(v: object) -> str:

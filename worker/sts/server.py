@@ -14,7 +14,6 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import socketio
@@ -32,30 +31,20 @@ from worker.sts.protocol import (
     SAMPLE_RATES,
     Backpressure,
     ErrorEvent,
-    ErrorInfo,
     FragmentAck,
     FragmentData,
-    FragmentProcessed,
     StreamComplete,
     StreamInit,
     StreamReady,
     StreamRef,
-    encode_audio,
     validation_message,
 )
 from worker.sts.sessions import FairQueue, QueueFull, StreamSession, backpressure
+from worker.sts.work import Work, process
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (socket id, stream id)
 MONITOR_ROOM = "monitor"
-
-
-@dataclass
-class Work:
-    fragment: FragmentData
-    raw: bytes
-    accepted_at: float
-    binary: bool
 
 
 class StsServer:
@@ -285,7 +274,7 @@ class StsServer:
             session = self.sessions.get(key)  # type: ignore[call-overload]
             if session is None:
                 continue  # the client went away
-            result = await loop.run_in_executor(self.executor, self._process, session, work)
+            result = await loop.run_in_executor(self.executor, process, self.engine, session, work)
             if self.sessions.get(key) is not session:  # type: ignore[call-overload]
                 continue
             self.stats[result.status] = self.stats.get(result.status, 0) + 1
@@ -295,40 +284,3 @@ class StsServer:
                 await self.sio.emit("fragment:processed", wire, room=MONITOR_ROOM, skip_sid=session.sid,
                                     namespace=self.ns)
             await self._maybe_complete(session)
-
-    def _process(self, session: StreamSession, work: Work) -> FragmentProcessed:
-        frag = work.fragment
-        base: dict[str, Any] = {"fragment_id": frag.fragment_id, "stream_id": frag.stream_id,
-                                "sequence_number": frag.sequence_number}
-        started = time.monotonic()
-        waited_ms = (started - work.accepted_at) * 1000
-        if waited_ms > session.timeout_ms:
-            return FragmentProcessed(**base, status="failed", processing_time_ms=waited_ms, error=ErrorInfo(
-                code="TIMEOUT", message=f"waited {waited_ms:.0f} ms in the queue, over timeout_ms", stage="queue",
-                retryable=True))
-        try:
-            delay = float(frag.metadata.get("echo_delay_ms", 0) or 0)
-            res = self.engine.process(frag.audio, work.raw, session.config, delay_ms=delay,
-                                      sequence=frag.sequence_number)
-        except AudioError as exc:
-            return self._failed(base, started, exc.code, str(exc), "decode" if exc.code == "DECODE_ERROR" else "")
-        except Exception as exc:  # noqa: BLE001 - a fragment fails, the service stays up
-            log.exception("fragment %s failed", frag.fragment_id)
-            return self._failed(base, started, "ENGINE_ERROR", f"{type(exc).__name__}: {exc}", "engine", True)
-        audio = encode_audio(res.audio, res.format, res.sample_rate_hz, res.channels, res.duration_ms, work.binary)
-        return FragmentProcessed(
-            **base, status=res.status, dubbed_audio=audio, transcript=res.transcript,
-            translated_text=res.translated_text, processing_time_ms=(time.monotonic() - started) * 1000,
-            stage_timings=res.timings, metadata=_model_names(self.engine))
-
-    @staticmethod
-    def _failed(base: dict[str, Any], started: float, code: str, message: str, stage: str,
-                retryable: bool = False) -> FragmentProcessed:
-        return FragmentProcessed(**base, status="failed", processing_time_ms=(time.monotonic() - started) * 1000,
-                                 error=ErrorInfo(code=code, message=message, stage=stage, retryable=retryable))
-
-
-def _model_names(engine: Engine) -> dict[str, str]:
-    models = engine.health()["models"]
-    return {"asr_model": models["asr"]["name"], "translation_model": models["mt"]["name"],
-            "tts_model": models["tts"]["name"]}
