@@ -15,16 +15,21 @@ from worker.procs import wait_until
 from worker.samples import make_video
 from worker.stack import LocalStack, StackConfig
 
+DEMO_TEXT = ("Good morning everyone. Today we will talk about the weather and the news. "
+             "The city council met this afternoon to discuss the new park and the library. "
+             "Our team won the game last night after a very long match. "
+             "Please remember to close the windows before you leave the house.")
+
 
 def run_demo(run_dir: Path, seconds: int, echo: Callable[[str], None] = print) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
-    sample = make_video(run_dir / "sample.flv", seconds, speech=True)
+    sample = make_video(run_dir / "sample.flv", seconds, text=DEMO_TEXT)
     stack = LocalStack(StackConfig(run_dir=run_dir / "run", rtmp_port=0, api_port=0, http_port=0,
                                    redis_port=0, flower_port=0))
     try:
         stack.start()
         url = rtmp_url(stack.rtmp_url, "demo", "in")
-        echo(f"publishing {sample.name} ({seconds}s of counting speech) to {url}")
+        echo(f"publishing {sample.name} ({seconds}s of English speech) to {url}")
         pub = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-i", str(sample),
                               "-c", "copy", "-f", "flv", url], timeout=seconds + 60)
         if pub.returncode != 0:

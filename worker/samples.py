@@ -25,18 +25,31 @@ def counting_speech(path: Path, seconds: int, rate: int = 48000) -> Path:
     return path
 
 
+def spoken_text(path: Path, text: str, seconds: int, rate: int = 48000) -> Path:
+    """English sentences (espeak-ng en-us), padded or trimmed to exactly ``seconds``, as a mono WAV."""
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True, timeout=60)
+    subprocess.run(["sox", "-V1", str(raw), "-r", str(rate), "-c", "1", str(path), "pad", "0", str(seconds),
+                    "trim", "0", str(seconds)], check=True, timeout=60)
+    raw.unlink()
+    return path
+
+
 def make_video(
     path: Path, seconds: float, gop_s: float = 2.0, audio: bool = True, video: bool = True, rate: int = 25,
-    speech: bool = False,
+    speech: bool = False, text: str | None = None,
 ) -> Path:
-    """An H.264/AAC FLV stream: testsrc video, a keyframe every ``gop_s``; a 440 Hz tone, or counting
-    speech with ``speech=True``."""
+    """An H.264/AAC FLV stream: testsrc video, a keyframe every ``gop_s``; a 440 Hz tone, counting
+    speech with ``speech=True``, or ``text`` spoken."""
     args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
     if video:
         args += ["-f", "lavfi", "-i", f"testsrc=size=320x240:rate={rate}"]
-    if audio and speech:
+    if audio and (speech or text):
         wav = path.with_suffix(".speech.wav")
-        counting_speech(wav, int(seconds + 0.999))
+        if text:
+            spoken_text(wav, text, int(seconds + 0.999))
+        else:
+            counting_speech(wav, int(seconds + 0.999))
         args += ["-i", str(wav)]
     elif audio:
         args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
