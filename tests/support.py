@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -172,9 +171,6 @@ def wait_gone(procs: list[psutil.Process], timeout_s: float = 10) -> list[psutil
     _, alive = psutil.wait_procs(procs, timeout=timeout_s)
     return [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
-
-def now() -> float:
-    return time.time()
 
 
 @contextmanager

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,15 +89,3 @@ def parse_segment_list(text: str) -> list[ListEntry]:
         seq = int(Path(name).stem.rsplit("_", 1)[1])
         entries.append(ListEntry(seq, name, float(start), float(end)))
     return entries
-
-
-def probe(path: Path, ffprobe_bin: str = "ffprobe", timeout_s: float = 30) -> dict[str, Any]:
-    """ffprobe a file's format and streams as JSON."""
-    out = subprocess.run(
-        [ffprobe_bin, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
-        check=True,
-        capture_output=True,
-        timeout=timeout_s,
-    )
-    result: dict[str, Any] = json.loads(out.stdout)
-    return result

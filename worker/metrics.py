@@ -39,8 +39,6 @@ HISTOGRAMS: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
     "livedub_output_av_offset_seconds": ("|audio - video| at the start and end of each published piece.",
                                          ("edge",), (0.001, 0.005, 0.01, 0.015, 0.02, 0.025, 0.04, 0.1)),
 }
-STAGES = ("extract", "sts_rtt", "asr", "mt", "tts", "collect", "remux")
-STATUSES = ("processed", "fallback", "failed")
 REASONS = ("sts_failed", "sts_timeout", "sts_unreachable", "late", "collect_failed", "remux_failed",
            "circuit_open", "other")
 QUEUES = ("ingest", "sts", "collect", "remux", "publish")

@@ -6,7 +6,6 @@ import io
 import subprocess
 import tempfile
 import wave
-from pathlib import Path
 
 from worker.sts.protocol import AUDIO_FORMATS, SAMPLE_RATES, AudioIn
 
@@ -72,6 +71,3 @@ def wav_duration_ms(raw: bytes) -> float:
     rate, _, frames = wav_params(raw)
     return frames * 1000.0 / rate
 
-
-def read_file(path: Path) -> bytes:
-    return path.read_bytes()
