@@ -36,26 +36,37 @@ def start_stream(
     """
     reg = registry()
     reg.reconcile(settings().start_timeout_s)
-    job_id, created = reg.start(stream_id, source)
-    if created:
+    started = reg.start(stream_id, source)
+    job_id = started.job_id
+    if started.created:
         chosen = (options or StreamOptions()).model_dump(exclude_none=True)
         if chosen:
             reg.set_fields(stream_id, **chosen)
-        try:
-            celery().send_task(STREAM_JOB_TASK, args=[stream_id, job_id], task_id=job_id)
-        except Exception as exc:  # noqa: BLE001 - the broker can fail in many ways
-            reg.finish(stream_id, job_id, StreamState.FAILED, f"could not enqueue the stream job: {exc}")
-            abort(503, description="could not enqueue the stream job")
-        if wait_for_reader:
-            _wait_for_reader(stream_id, settings().reader_wait_s)
+        _enqueue(stream_id, job_id, job_id, [stream_id, job_id])
+    elif started.outcome == "resumed":
+        # The input dropped and came back while the output still drains: the same job goes on with
+        # a new reader, numbering continues, and the output path stays published.
+        log.info("stream %s: re-published; resuming job %s (%d)", stream_id, job_id, started.resume)
+        _enqueue(stream_id, job_id, f"{job_id}-p{started.resume}", [stream_id, job_id, started.resume])
+    if wait_for_reader and started.outcome != "existing":
+        _wait_for_reader(stream_id, settings().reader_wait_s)
     rec = reg.get(stream_id)
     body = {
         "stream_id": stream_id,
         "job_id": job_id,
         "state": rec.state.value if rec else "unknown",
-        "created": created,
+        "created": started.created,
+        "resumed": started.outcome == "resumed",
     }
-    return body, 202 if created else 200
+    return body, 200 if started.outcome == "existing" else 202
+
+
+def _enqueue(stream_id: str, job_id: str, task_id: str, args: list[object]) -> None:
+    try:
+        celery().send_task(STREAM_JOB_TASK, args=args, task_id=task_id)
+    except Exception as exc:  # noqa: BLE001 - the broker can fail in many ways
+        registry().finish(stream_id, job_id, StreamState.FAILED, f"could not enqueue the stream job: {exc}")
+        abort(503, description="could not enqueue the stream job")
 
 
 def _wait_for_reader(stream_id: str, timeout_s: float) -> None:

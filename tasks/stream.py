@@ -22,12 +22,13 @@ def _on_shutdown(**_: Any) -> None:
 
 
 @app.task(name=STREAM_JOB_TASK, ignore_result=False)
-def stream_job(stream_id: str, job_id: str) -> dict[str, Any]:
+def stream_job(stream_id: str, job_id: str, resume: int = 0) -> dict[str, Any]:
     """Run one stream's ingest job until its input ends or it is stopped. Not acks_late: a long
-    job is not redelivered; a worker that dies is caught by the registry's heartbeat expiry."""
+    job is not redelivered; a worker that dies is caught by the registry's heartbeat expiry.
+    ``resume``: the n-th re-publish of the stream, which this run reads."""
     from tasks.pipeline import start_chain, start_publisher
 
-    job = build_stream_job(stream_id, job_id, SHUTDOWN, start_chain, start_publisher)
+    job = build_stream_job(stream_id, job_id, SHUTDOWN, start_chain, start_publisher, resume)
     outcome = job.run()
     log.info("stream %s job %s: %s (%s)", stream_id, job_id, outcome.state, outcome.reason)
     return {"state": outcome.state, "reason": outcome.reason, "segments": outcome.segments}

@@ -51,6 +51,7 @@ class StreamJob:
         make_preparer: Callable[[Path, Callable[[], bool]], Callable[[Segment], None]] | None = None,
         restart_publisher: Callable[[], None] | None = None,
         shutdown: threading.Event | None = None,
+        resume: int = 0,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -66,6 +67,8 @@ class StreamJob:
         self.fatal = ""
         self.lost = False
         self.first_seq = 0
+        self.resume = resume  # > 0: this run was started by the n-th re-publish of the stream
+        self.epoch = 0  # resumes when this run began: a later re-publish takes the stream over
         self.shutdown = shutdown or threading.Event()
         self.monotonic = monotonic
         self.sleep = sleep
@@ -81,10 +84,14 @@ class StreamJob:
             return JobOutcome(None, "superseded: the stream has another job or is over", 0)
         if not self._take_lease():
             return JobOutcome(None, "duplicate: another process runs this job", 0)
+        rec = self.registry.get(self.stream_id)  # again: the run it waited for added segments
+        if rec is None or rec.job_id != self.job_id or not rec.state.active or not self._claim_epoch():
+            self.registry.release(self.stream_id, self.holder)
+            return JobOutcome(None, "superseded: another run took this re-publish", 0)
         self.store.sweep()  # drop the files of streams whose TTL ran out
         out_dir = self.store.job_dir(self.stream_id, self.job_id)
         part = int(self.registry.r.hincrby(self.registry.key(self.stream_id), "ingest_part", 1)) - 1
-        if part:  # the job runs again after its worker died: go on where the stream is
+        if part:  # the job runs again (its worker died, or the input was re-published): go on
             out_dir = out_dir / f"part{part}"
             out_dir.mkdir(exist_ok=True)
             self.first_seq = rec.segment_count
@@ -118,24 +125,34 @@ class StreamJob:
             self.registry.record_lost(self.stream_id, self.job_id, outcome.reason)
             return
         self.store.expire(self.stream_id, self.job_id, self.settings.store_ttl_s)
-        if self.first_seq + self.seen and self.on_segment is not None:
-            # The publisher still has pieces to put out; it ends the stream after the last one.
-            self.registry.set_fields(self.stream_id, segments_final=self.first_seq + self.seen,
-                                     ended_input_at=self.registry.clock())
-            if outcome.state is StreamState.ENDED:
-                self.registry.mark_draining(self.stream_id, self.job_id, outcome.reason)
-                self.registry.set_fields(self.stream_id, reason=outcome.reason)
-                return
-        self.registry.finish(self.stream_id, self.job_id, outcome.state, outcome.reason)
+        total = self.first_seq + self.seen
+        pieces = bool(total) and self.on_segment is not None
+        # With pieces to put out, the publisher ends the stream after the last one.
+        state = StreamState.DRAINING if pieces and outcome.state is StreamState.ENDED else outcome.state
+        if not self.registry.end_input(self.stream_id, self.job_id, self.epoch, total if pieces else None,
+                                       outcome.reason, state):
+            log.info("%s: the input came back (re-published) or the stream moved on; run done", self.stream_id)
 
     def _take_lease(self) -> bool:
-        """A previous generation may still be draining: wait for its lease, bounded."""
+        """A previous generation may still be draining, or (re-publish) this job's previous run may
+        still be reading the end of its input: wait for its lease, bounded."""
         deadline = self.monotonic() + self.settings.drain_timeout_s
         while not self.registry.lease(self.stream_id, self.holder, self.settings.heartbeat_ttl_s):
             owner = self.registry.lease_owner(self.stream_id) or ""
-            if owner.split(".")[0] == self.job_id or self.monotonic() > deadline:
+            if (owner.split(".")[0] == self.job_id and not self.resume) or self.monotonic() > deadline:
                 return False
             self.sleep(POLL_S)
+        return True
+
+    def _claim_epoch(self) -> bool:
+        """Under the lease: note which re-publish this run serves. A run for re-publish n that finds
+        a later one, or one already served, stands down."""
+        key = self.registry.key(self.stream_id)
+        self.epoch = self.registry.resumes(self.stream_id)
+        served = int(self.registry.r.hget(key, "served_epoch") or -1)
+        if self.resume and (self.resume != self.epoch or served >= self.epoch):
+            return False
+        self.registry.set_fields(self.stream_id, served_epoch=self.epoch)
         return True
 
     def _watch(self, proc: subprocess.Popen[bytes], out_dir: Path) -> str:

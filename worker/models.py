@@ -136,6 +136,7 @@ class StreamRecord(BaseModel):
     state: StreamState
     job_id: str
     generation: int = 1
+    resumes: int = 0  # times a re-publish resumed this job (numbering went on)
     source: str = ""
     created_at: float
     updated_at: float

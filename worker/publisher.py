@@ -178,7 +178,10 @@ class Publisher:
                 return "superseded by a newer job"
             self._observe_output()
             if final is not None and k >= final:
-                return "all pieces published"
+                if self._may_end(state):
+                    return "all pieces published"
+                self.sleep(0.1)  # the input may be re-published: then the stream goes on
+                continue
             seg = self.registry.segment(self.stream_id, k)
             if seg is not None and seg.status == "failed":  # lost before it was prepared: nothing to feed
                 k += 1
@@ -205,6 +208,16 @@ class Publisher:
                 return f"publisher ffmpeg stopped at segment {k}"
             self._account(seg, choice, decided_at)
             k += 1
+
+    def _may_end(self, state: str) -> bool:
+        """After the last piece: a stream whose input dropped (not stopped by the operator) waits up
+        to ``republish_grace_s`` from the input's end for a re-publish, keeping the output up. Then it
+        seals the stream; False when the input came back meanwhile."""
+        ended_at, stop = self.registry.r.hmget(self.registry.key(self.stream_id), "ended_input_at", "stop_requested")
+        if state == StreamState.DRAINING.value and _d(stop) != "1" and ended_at is not None \
+                and self.clock() < float(ended_at) + self.settings.republish_grace_s:
+            return False
+        return self.registry.seal(self.stream_id, self.job_id)
 
     def _write(self, proc: subprocess.Popen[bytes], choice: Choice) -> None:
         """Hand the piece to the writer thread. ffmpeg -re drains the pipe in real time, so a write

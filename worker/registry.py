@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from typing import NamedTuple
 
 import redis
 
@@ -24,7 +25,17 @@ PREFIX = "livedub"
 _START = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'starting' or state == 'live' then
-  return {0, redis.call('HGET', KEYS[1], 'job_id')}
+  return {0, redis.call('HGET', KEYS[1], 'job_id'), 0}
+end
+if state == 'draining' and redis.call('HGET', KEYS[1], 'stop_requested') ~= '1'
+    and redis.call('HGET', KEYS[1], 'publisher_sealed') ~= '1' then
+  -- The input dropped and came back while the stream still drains: resume the same job.
+  local back = 'starting'
+  if redis.call('HEXISTS', KEYS[1], 'live_at') == 1 then back = 'live' end
+  redis.call('HDEL', KEYS[1], 'segments_final', 'ended_input_at', 'draining_at', 'reason', 'reader_connected_at')
+  redis.call('HSET', KEYS[1], 'state', back, 'updated_at', ARGV[4], 'heartbeat_at', ARGV[4], 'source', ARGV[3])
+  local n = redis.call('HINCRBY', KEYS[1], 'resumes', 1)
+  return {2, redis.call('HGET', KEYS[1], 'job_id'), n}
 end
 local gen = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0') + 1
 redis.call('DEL', KEYS[1], KEYS[2])
@@ -32,7 +43,34 @@ redis.call('HSET', KEYS[1], 'stream_id', ARGV[1], 'state', 'starting', 'job_id',
   'generation', gen, 'source', ARGV[3], 'created_at', ARGV[4], 'updated_at', ARGV[4])
 redis.call('PERSIST', KEYS[1])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-return {1, ARGV[2]}
+return {1, ARGV[2], 0}
+"""
+
+# KEYS: record; ARGV: job_id, epoch (resumes when the run began), segments_final ('' for none), now,
+# reason, then 'drain' or the final state. Refused when a re-publish resumed the stream meanwhile.
+_END_INPUT = """
+if redis.call('HGET', KEYS[1], 'job_id') ~= ARGV[1] then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'resumes') or '0') ~= tonumber(ARGV[2]) then return 0 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'starting' and state ~= 'live' and state ~= 'draining' then return 0 end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'segments_final', ARGV[3], 'ended_input_at', ARGV[4]) end
+redis.call('HSET', KEYS[1], 'reason', ARGV[5], 'updated_at', ARGV[4])
+if ARGV[6] == 'drain' then
+  if state ~= 'draining' then redis.call('HSET', KEYS[1], 'state', 'draining') end
+  redis.call('HSETNX', KEYS[1], 'draining_at', ARGV[4])
+else
+  redis.call('HSET', KEYS[1], 'state', ARGV[6])
+  redis.call('HSETNX', KEYS[1], 'ended_at', ARGV[4])
+end
+return 1
+"""
+
+# KEYS: record; ARGV: job_id. The publisher put out the last piece and ends: no resume after this.
+_SEAL = """
+if redis.call('HGET', KEYS[1], 'job_id') ~= ARGV[1] then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'segments_final') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'publisher_sealed', '1')
+return 1
 """
 
 # KEYS: record; ARGV: job_id, new_state, now, reason, allowed states (comma list), ts field
@@ -87,6 +125,16 @@ return 1
 ACTIVE = "starting,live,draining"
 
 
+class StartResult(NamedTuple):
+    job_id: str
+    outcome: str  # created | existing | resumed
+    resume: int  # how many times a re-publish resumed this job (for "resumed")
+
+    @property
+    def created(self) -> bool:
+        return self.outcome == "created"
+
+
 class StreamRegistry:
     def __init__(self, client: redis.Redis, clock: Clock = time.time, record_ttl_s: int = 86400) -> None:
         self.r = client
@@ -98,6 +146,8 @@ class StreamRegistry:
         self._release = client.register_script(_RELEASE)
         self._merge = client.register_script(_MERGE)
         self._set = client.register_script(_SET)
+        self._end_input = client.register_script(_END_INPUT)
+        self._seal = client.register_script(_SEAL)
 
     # keys -----------------------------------------------------------------
     @staticmethod
@@ -108,14 +158,38 @@ class StreamRegistry:
     index_key = f"{PREFIX}:streams"
 
     # lifecycle ------------------------------------------------------------
-    def start(self, stream_id: str, source: str) -> tuple[str, bool]:
-        """Register a start; returns (job_id, created). A live or starting stream keeps its job."""
+    def start(self, stream_id: str, source: str) -> StartResult:
+        """Register a start. A live or starting stream keeps its job (``existing``); a stream whose input
+        dropped and whose output is still draining is resumed by the same job (``resumed``, numbered
+        by ``resume``); otherwise a new generation starts (``created``)."""
         job_id = uuid.uuid4().hex
-        created, jid = self._start(
+        code, jid, n = self._start(
             keys=[self.key(stream_id), self.key(stream_id, "segments"), self.index_key],
             args=[stream_id, job_id, source, repr(self.clock())],
         )
-        return _s(jid), bool(created)
+        return StartResult(_s(jid), ("existing", "created", "resumed")[int(code)], int(n))
+
+    def end_input(self, stream_id: str, job_id: str, epoch: int, segments_final: int | None,
+                  reason: str, state: StreamState) -> bool:
+        """The ingest run's input ended: record how many segments there are and drain (``DRAINING``:
+        the publisher ends the stream) or finish. False when a re-publish resumed the stream since
+        the run began (``epoch``), or the stream has another job."""
+        mode = "drain" if state is StreamState.DRAINING else state.value
+        final = "" if segments_final is None else str(segments_final)
+        ok = bool(self._end_input(keys=[self.key(stream_id)],
+                                  args=[job_id, epoch, final, repr(self.clock()), reason, mode]))
+        if ok and not state.active:
+            self.r.expire(self.key(stream_id), self.record_ttl_s)
+            self.r.expire(self.key(stream_id, "segments"), self.record_ttl_s)
+        return ok
+
+    def seal(self, stream_id: str, job_id: str) -> bool:
+        """The publisher is done: after this a re-publish starts a new generation. False when the
+        input came back (a resume cleared ``segments_final``)."""
+        return bool(self._seal(keys=[self.key(stream_id)], args=[job_id]))
+
+    def resumes(self, stream_id: str) -> int:
+        return int(self.r.hget(self.key(stream_id), "resumes") or 0)
 
     def transition(
         self, stream_id: str, job_id: str, to: StreamState, allowed: str, reason: str = "", ts: str = ""

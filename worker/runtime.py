@@ -56,7 +56,7 @@ def sts_pool(settings: Settings) -> StsPool:
 
 def build_stream_job(
     stream_id: str, job_id: str, shutdown: threading.Event, dispatch: Callable[[ChainMsg], None],
-    start_publisher: Callable[..., None],
+    start_publisher: Callable[..., None], resume: int = 0,
 ) -> StreamJob:
     settings = process_settings()
     registry = process_registry(settings)
@@ -75,5 +75,5 @@ def build_stream_job(
                                reader_alive=reader_alive)
 
     return StreamJob(stream_id, job_id, registry=registry, store=store, settings=settings, shutdown=shutdown,
-                     make_preparer=make_preparer,
+                     make_preparer=make_preparer, resume=resume,
                      restart_publisher=lambda: start_publisher(stream_id, job_id, restart=True))

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     start_timeout_s: float = Field(30.0, gt=0)
     # After a stop hook, how long the reader may take to see the end before it is stopped.
     drain_timeout_s: float = Field(15.0, gt=0)
+    # A publisher that drops and re-publishes the same id within this time after its input ended
+    # resumes the stream (same job, numbering goes on, the output stays published).
+    republish_grace_s: float = Field(8.0, ge=0, le=60)
     # How long the nginx-rtmp publish hook holds its answer waiting for the job's reader.
     reader_wait_s: float = Field(5.0, ge=0)
     # ffmpeg read timeout: a publisher that stops sending without closing.

@@ -28,27 +28,27 @@ def reg(redis_url):
 
 
 def test_start_is_idempotent_while_active(reg):
-    job, created = reg.start("s", "test")
-    assert created
-    assert reg.start("s", "test") == (job, False)
+    job, outcome, _ = reg.start("s", "test")
+    assert outcome == "created"
+    assert reg.start("s", "test")[:2] == (job, "existing")
     assert reg.mark_live("s", job)
-    assert reg.start("s", "test") == (job, False)
+    assert reg.start("s", "test")[:2] == (job, "existing")
     rec = reg.get("s")
     assert rec.state is StreamState.LIVE and rec.live_at == 1000.0 and rec.generation == 1
 
 
 def test_a_new_publish_after_the_end_is_a_new_generation(reg):
-    job, _ = reg.start("s", "test")
+    job = reg.start("s", "test").job_id
     reg.add_segment("s", Segment(sequence=0, start_s=0, end_s=6, file="f"), 100)
     assert reg.finish("s", job, StreamState.ENDED, "input ended")
-    job2, created = reg.start("s", "test")
-    assert created and job2 != job
+    job2, outcome, _ = reg.start("s", "test")
+    assert outcome == "created" and job2 != job
     rec = reg.get("s")
     assert rec.generation == 2 and rec.state is StreamState.STARTING and rec.segments == []
 
 
 def test_writes_from_a_stale_job_are_ignored(reg):
-    job, _ = reg.start("s", "test")
+    job = reg.start("s", "test").job_id
     assert not reg.mark_live("s", "someoneelse")
     assert not reg.finish("s", "someoneelse", StreamState.FAILED, "x")
     assert reg.get("s").state is StreamState.STARTING
@@ -58,7 +58,7 @@ def test_writes_from_a_stale_job_are_ignored(reg):
 
 
 def test_finished_records_expire(reg):
-    job, _ = reg.start("s", "test")
+    job = reg.start("s", "test").job_id
     reg.add_segment("s", Segment(sequence=0, start_s=0, end_s=6, file="f"), 100)
     assert reg.r.ttl(reg.key("s")) == -1
     reg.finish("s", job, StreamState.ENDED, "done")
@@ -67,7 +67,7 @@ def test_finished_records_expire(reg):
 
 
 def test_one_lease_holder(reg):
-    job, _ = reg.start("s", "test")
+    job = reg.start("s", "test").job_id
     assert reg.lease("s", job, 5)
     assert reg.lease("s", job, 5)  # refresh
     assert not reg.lease("s", "dup", 5)
@@ -78,7 +78,7 @@ def test_one_lease_holder(reg):
 
 
 def test_reconcile_fails_a_stream_whose_heartbeat_stopped(reg):
-    job, _ = reg.start("s", "test")
+    job = reg.start("s", "test").job_id
     reg.lease("s", job, 0.05)
     reg.set_fields("s", heartbeat_at=1000.0)
     reg.mark_live("s", job)
@@ -101,7 +101,7 @@ def test_reconcile_fails_a_job_nobody_picked_up(reg):
 
 
 def test_segments_and_counters(reg):
-    job, _ = reg.start("s", "test")
+    reg.start("s", "test")
     reg.add_segment("s", Segment(sequence=1, start_s=6, end_s=12.02, file="b"), 10)
     reg.add_segment("s", Segment(sequence=0, start_s=0, end_s=6, file="a"), 20)
     reg.update_segment("s", 0, status="processed", transcript="hi")
@@ -115,7 +115,7 @@ def test_segments_and_counters(reg):
 
 
 def test_request_stop_marks_draining(reg):
-    job, _ = reg.start("s", "test")
+    job = reg.start("s", "test").job_id
     assert reg.request_stop("s", job, "stopped by operator")
     rec = reg.get("s")
     assert rec.state is StreamState.DRAINING and rec.stop_requested and rec.reason == "stopped by operator"
@@ -130,3 +130,56 @@ def test_segment_updates_merge_concurrent_fields_and_timings(reg):
     seg = reg.segment("s", 0)
     assert seg.timings_ms == {"extract": 5.0, "sts_rtt": 7.0}
     assert (seg.deadline_at, seg.transcript, seg.fallback_piece) == (10.0, "hola", "fb")
+
+
+def _drained(reg, job, segments=1):
+    """A stream whose input dropped: the stop hook marked it draining, its run recorded the end."""
+    for i in range(segments):
+        reg.add_segment("s", Segment(sequence=i, start_s=6 * i, end_s=6 * i + 6, file=f"f{i}"), 100)
+    assert reg.mark_live("s", job)
+    assert reg.mark_draining("s", job, "publish done")
+    assert reg.end_input("s", job, 0, segments, "input ended", StreamState.DRAINING)
+
+
+def test_a_republish_while_draining_resumes_the_same_job(reg):
+    job = reg.start("s", "test").job_id
+    _drained(reg, job, segments=2)
+    assert reg.get("s").segments_final == 2
+    again = reg.start("s", "test")
+    assert again == (job, "resumed", 1)
+    rec = reg.get("s")
+    assert rec.state is StreamState.LIVE and rec.resumes == 1 and rec.generation == 1
+    assert rec.segments_final is None and rec.reason is None and len(rec.segments) == 2  # nothing lost
+    assert reg.start("s", "test")[:2] == (job, "existing")  # a duplicate hook changes nothing
+
+
+def test_the_run_a_republish_replaced_cannot_end_the_stream(reg):
+    job = reg.start("s", "test").job_id
+    reg.add_segment("s", Segment(sequence=0, start_s=0, end_s=6, file="f0"), 100)
+    assert reg.mark_live("s", job) and reg.mark_draining("s", job, "publish done")
+    assert reg.start("s", "test").outcome == "resumed"  # before the old run saw its input end
+    # The old run (epoch 0) now records its end: refused, the resumed run owns the stream.
+    assert not reg.end_input("s", job, 0, 1, "input ended", StreamState.DRAINING)
+    assert not reg.end_input("s", job, 0, None, "no media", StreamState.FAILED)
+    rec = reg.get("s")
+    assert rec.state is StreamState.LIVE and rec.segments_final is None
+    assert reg.end_input("s", job, 1, 3, "input ended", StreamState.DRAINING)  # the resumed run's end
+    assert reg.get("s").segments_final == 3
+
+
+def test_no_resume_after_the_publisher_sealed_or_an_operator_stop(reg):
+    job = reg.start("s", "test").job_id
+    _drained(reg, job)
+    assert reg.seal("s", job)
+    assert reg.start("s", "test").outcome == "created"  # a new generation
+    job = reg.start("s", "test").job_id
+    assert reg.mark_live("s", job) and reg.request_stop("s", job, "stopped by operator")
+    assert reg.start("s", "test").outcome == "created"
+
+
+def test_seal_is_refused_once_the_input_came_back(reg):
+    job = reg.start("s", "test").job_id
+    _drained(reg, job)
+    assert reg.start("s", "test").outcome == "resumed"
+    assert not reg.seal("s", job)  # the publisher keeps going
+    assert not reg.seal("s", "otherjob")
