@@ -25,7 +25,10 @@ def _compile(stream: Any, ffmpeg_bin: str) -> list[str]:
 def rtmp_input_options(read_timeout_s: float) -> dict[str, Any]:
     # rw_timeout: a publisher that stops sending without closing ends the read.
     # No -fflags nobuffer: it drops the packets read while probing.
-    return {"rtmp_live": "live", "rw_timeout": int(read_timeout_s * 1_000_000)}
+    # live_flv: FLV that may jump in time (an encoder's clock reset, a timestamp jump of hours);
+    # ffmpeg removes jumps over -dts_delta_threshold (10 s), so segments and the audio track stay
+    # continuous instead of filling hours with silence.
+    return {"f": "live_flv", "rtmp_live": "live", "rw_timeout": int(read_timeout_s * 1_000_000)}
 
 
 def segmenter_args(

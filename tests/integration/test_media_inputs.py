@@ -3,13 +3,14 @@
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support import dub_report, local_stack, publish
 from worker.analyze import analyze_file
+from worker.naming import rtmp_url
+from worker.procs import wait_until
 from worker.samples import counting_speech
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -62,8 +63,7 @@ def test_publisher_that_stops_sending_without_closing(stack, media_dir, speech):
     src = make(media_dir / "stall.flv", speech, 14, audio=["-ar", "48000"], video=H264_2S)
     pub = publish(src, stack.state["rtmp_url"], "stall")
     try:
-        stack.wait_state("stall", {"live"}, 10)
-        time.sleep(7)
+        wait_until(lambda: stack.stream("stall")["segment_count"] >= 1, 20, 0.2, "a first segment")
         os.kill(pub.pid, signal.SIGSTOP)  # the encoder freezes; the TCP connection stays open
         rec = stack.wait_state("stall", {"ended", "failed"}, 60)
     finally:
@@ -102,3 +102,35 @@ def test_video_codec_mpegts_cannot_carry_fails_with_a_reason(stack, media_dir, s
         pub.kill()
         pub.wait()
     assert rec["state"] == "failed" and rec["reason"], rec
+
+
+def jump_after(at_s: float, by_s: float) -> str:
+    """A bitstream filter that moves every timestamp from ``at_s`` on by ``by_s`` (the encoder's clock jumps)."""
+    shift = f"if(gte({{0}}*TB\\,{at_s:g})\\,{by_s:g}/TB\\,0)"
+    return f"setts=pts=PTS+{shift.format('PTS')}:dts=DTS+{shift.format('DTS')}"
+
+
+def test_a_timestamp_jump_of_two_hours_mid_stream(stack, media_dir, speech, tmp_path):
+    src = make(media_dir / "jump.flv", speech, 14, audio=["-ar", "48000"], video=H264_2S)
+    sid = "jump"
+    recorder = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i",
+                                 rtmp_url(stack.state["rtmp_url"], sid, "out"), "-c", "copy", str(tmp_path / "o.flv")],
+                                stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bsf = jump_after(8, 7200)
+    pub = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", str(src), "-c", "copy",
+                          "-bsf:v", bsf, "-bsf:a", bsf, "-f", "flv", rtmp_url(stack.state["rtmp_url"], sid, "in")],
+                         capture_output=True, timeout=60)
+    assert pub.returncode == 0, pub.stderr
+    rec = stack.wait_state(sid, {"ended", "failed"}, 60)
+    assert recorder.wait(30) == 0
+    assert rec["state"] == "ended", rec["reason"]
+    segs = rec["segments"]
+    # The reader removes the jump: one continuous timeline, segments as configured, all dubbed.
+    assert [s["status"] for s in segs] == ["processed"] * len(segs), segs
+    assert all(b["start_s"] == pytest.approx(a["end_s"]) for a, b in zip(segs, segs[1:], strict=False))
+    assert segs[-1]["end_s"] - segs[0]["start_s"] == pytest.approx(14.0, abs=0.1)
+    assert max(s["deadline_at"] for s in segs) - rec["origin_at"] < 14 + rec["output_delay_s"]
+    track = next((stack.run_dir / "store").glob(f"{sid}/*/audio.pcm"))
+    assert track.stat().st_size < 15 * 48000 * 4  # no hours of silence on disk
+    out = analyze_file(tmp_path / "o.flv")
+    assert out.check(14.0, 0.1, 25) == [], out.summary()

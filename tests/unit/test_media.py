@@ -31,6 +31,7 @@ def test_segmenter_is_an_argument_list_with_global_options_first(tmp_path: Path)
     assert args.index("-hide_banner") < args.index("-i")
     assert args[args.index("-segment_time") + 1] == "6"
     assert args[args.index("-rw_timeout") + 1] == "10000000"
+    assert args[args.index("-f") + 1] == "live_flv" and args.index("-f") < args.index("-i")  # jumps removed
     assert "nobuffer" not in " ".join(args)
     assert args[-1] == str(tmp_path / "seg_%05d.ts")
     assert ["-map", "0:v?"] == args[args.index("-map"):args.index("-map") + 2]
