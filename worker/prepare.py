@@ -71,7 +71,8 @@ class SegmentPreparer:
         seg_path = self.store.path(seg.file)
         local = parse_video_span(run_media(video_span_args(self.settings.ffprobe_bin, seg_path), 30))
         if local is None:
-            raise NoVideo("input has no video track: livedub dubs video streams")
+            raise NoVideo("input has no video track livedub can read: it dubs H.264 video streams "
+                          "(H.265 over enhanced RTMP does not pass nginx-rtmp)")
         now = self.clock()
         if self.origin_at is None:
             self._place(now, local)

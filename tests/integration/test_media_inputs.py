@@ -134,3 +134,27 @@ def test_a_timestamp_jump_of_two_hours_mid_stream(stack, media_dir, speech, tmp_
     assert track.stat().st_size < 15 * 48000 * 4  # no hours of silence on disk
     out = analyze_file(tmp_path / "o.flv")
     assert out.check(14.0, 0.1, 25) == [], out.summary()
+
+
+def test_h265_over_enhanced_rtmp_fails_with_a_reason(stack, media_dir, speech):
+    import imageio_ffmpeg
+
+    # A broadcaster with a modern ffmpeg publishes H.265 over enhanced RTMP, as OBS does. Debian's
+    # ffmpeg 5.1 can neither write nor read that; nginx-rtmp drops its video.
+    modern = imageio_ffmpeg.get_ffmpeg_exe()
+    src = media_dir / "hevc.flv"
+    subprocess.run([modern, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc=size=320x240:rate=25", "-i", str(speech), "-t", "10", "-c:v", "libx265", "-preset",
+                    "ultrafast", "-x265-params", "keyint=50:min-keyint=50:log-level=error", "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", "-ar", "48000", "-f", "flv", str(src)], check=True, timeout=120)
+    info = subprocess.run([modern, "-hide_banner", "-i", str(src)], capture_output=True, text=True).stderr
+    assert "Video: hevc" in info
+    pub = subprocess.Popen([modern, "-hide_banner", "-loglevel", "error", "-re", "-i", str(src), "-c", "copy",
+                            "-f", "flv", rtmp_url(stack.state["rtmp_url"], "hevc", "in")], stderr=subprocess.PIPE)
+    try:
+        rec = stack.wait_state("hevc", {"failed", "ended"}, 40)
+    finally:
+        pub.kill()
+        pub.wait()
+    assert rec["state"] == "failed" and "H.264" in rec["reason"], rec
+    assert [s["status"] for s in rec["segments"]] == ["failed"], rec["segments"]  # counted, not dropped
