@@ -4,6 +4,7 @@ benchmark share. Each stream is a `livedub dub` run in its own thread."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,19 @@ from worker.dub import run_dub
 from worker.sts.sessions import percentile
 
 
-def run_streams(state: dict[str, Any], video: Path, n: int, out_dir: Path, prefix: str) -> list[dict[str, Any]]:
+def run_streams(state: dict[str, Any], video: Path, n: int, out_dir: Path, prefix: str,
+                stagger_s: float = 0.0) -> list[dict[str, Any]]:
+    """``n`` concurrent `livedub dub` runs; stream i starts ``i * stagger_s`` after the first (independent
+    streams' segment boundaries fall at different times; 0 starts them all at once, the worst burst)."""
     reports: list[dict[str, Any]] = [{} for _ in range(n)]
+    start = threading.Event()
+    t0 = [0.0]
 
     def one(i: int) -> None:
+        start.wait()
+        delay = t0[0] + i * stagger_s - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)  # the schedule of starts, not a wait for readiness
         try:
             reports[i] = run_dub(video, out_dir / f"{prefix}{i}.mp4", state, stream_id=f"{prefix}{i}")
         except Exception as exc:  # noqa: BLE001 - reported, not raised from a thread
@@ -26,6 +36,8 @@ def run_streams(state: dict[str, Any], video: Path, n: int, out_dir: Path, prefi
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
+    t0[0] = time.monotonic()
+    start.set()
     for t in threads:
         t.join()
     return reports

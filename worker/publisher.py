@@ -28,9 +28,9 @@ from worker.progress import ProgressLog, wall_at
 from worker.registry import StreamRegistry
 from worker.settings import Settings
 from worker.store import LocalSegmentStore
+from worker.timing import poll_delay
 
 log = logging.getLogger(__name__)
-POLL_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ class Publisher:
                 if state in (StreamState.ENDED.value, StreamState.FAILED.value) and final is None:
                     self._fail_rest(k, "the stream ended before this segment was prepared")
                     return f"stream {state} before segment {k}"
-                self.sleep(POLL_S)
+                self.sleep(poll_delay(self.clock(), None))
                 continue
             choice = choose(seg, self.clock())
             if choice is None:
@@ -198,7 +198,7 @@ class Publisher:
                     metrics.count(self.registry.r, "livedub_publisher_stalls_total")
                     self.sleep(0.2)  # counted once per 0.2 s of stall
                 else:
-                    self.sleep(POLL_S)
+                    self.sleep(poll_delay(self.clock(), seg.deadline_at))
                 continue
             decided_at = self.clock()
             try:

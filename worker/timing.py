@@ -83,3 +83,11 @@ def output_delay_s(segment_s: float, budget_s: float) -> float:
 def piece_deadline(origin_wall: float, start_s: float, delay_s: float, margin_s: float) -> float:
     """Wall time by which piece k must be fed to the publisher so its output never stalls."""
     return origin_wall + start_s + delay_s - margin_s
+
+
+def poll_delay(now: float, deadline: float | None, fine_s: float = 0.02, coarse_s: float = 0.1) -> float:
+    """How long the publisher waits before it looks at a piece again: coarse while the deadline is far
+    (or unknown), fine near it, so a stream's idle polling stays cheap. Pure."""
+    if deadline is None:
+        return coarse_s
+    return max(fine_s, min(coarse_s, deadline - now - fine_s))

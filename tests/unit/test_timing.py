@@ -10,6 +10,7 @@ from worker.timing import (
     output_delay_s,
     pcm_slice,
     piece_deadline,
+    poll_delay,
     to_us,
 )
 
@@ -85,3 +86,11 @@ def test_pcm_slice_pads_with_silence_where_the_track_has_nothing():
 def test_deadlines():
     assert output_delay_s(6, 1.5) == 7.5
     assert piece_deadline(1000.0, 12.0, 7.5, 0.5) == 1019.0
+
+
+def test_poll_delay_is_coarse_far_from_the_deadline_and_fine_near_it():
+    assert poll_delay(100.0, None) == 0.1  # nothing to wait for yet
+    assert poll_delay(100.0, 105.0) == 0.1
+    assert poll_delay(100.0, 100.07) == pytest.approx(0.05)  # wakes just before the deadline
+    assert poll_delay(100.0, 100.01) == 0.02
+    assert poll_delay(100.0, 99.0) == 0.02  # past it: the fallback goes out on the next look
