@@ -1,10 +1,10 @@
 """Load: the soak (N streams for 10 minutes) and the capacity benchmark (the most concurrent streams one
 machine holds in real time without fallback). Echo STS unless --engine offline.
 
-    python bench/load.py capacity [--engine echo] [--max 12] [--seconds 30]
+    python bench/load.py capacity [--engine echo] [--max 12] [--seconds 30] [--burst] [--from N]
     python bench/load.py soak --streams N [--minutes 10]
 
-Capacity: for N = 1, 2, 4, 6, 8, 10, 12 … it runs N concurrent 30 s streams through one local stack
+Capacity: for N = 1, 2, 3, 4, 6, 8, 10, 12 … it runs N concurrent 30 s streams through one local stack
 and counts fallback and failed segments; the figure is the largest N with none. The baseline in the
 same run is N = 1. Stream i starts i x 6/N s after the first, so segment boundaries spread over the
 segment as independent streams' do; --burst starts all N at the same instant (the worst case: N
@@ -31,7 +31,7 @@ def stack_for(tmp: Path, engine: str) -> LocalStack:
                                   flower_port=0, sts_port=0, engine=engine))
 
 
-def capacity(engine: str, max_n: int, seconds: int, burst: bool) -> None:
+def capacity(engine: str, max_n: int, seconds: int, burst: bool, from_n: int = 2) -> None:
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         video = make_video(tmp / "v.flv", seconds, speech=True)
@@ -53,7 +53,7 @@ def capacity(engine: str, max_n: int, seconds: int, burst: bool) -> None:
                 if seg["fallback"] or seg["failed"] or s["lost"] or s["errors"]:
                     break
                 best = n
-                n = n + 1 if n < 2 else n + 2
+                n = max(n + 1 if n < 4 else n + 2, from_n)
         finally:
             stack.stop()
     print(f"capacity: {best} concurrent streams in real time without fallback ({engine}, starts {starts}, "
@@ -70,12 +70,12 @@ def soak(n: int, minutes: float, engine: str) -> None:
         try:
             marks = (f"-{stack.tag}@", stack.api_url.split("//")[1])
             rss0 = stack_rss_mb(stack.cfg.run_dir, marks)
-            s = summarize(run_streams(stack.state(), video, n, tmp, "soak"), -(-seconds // 6))
+            s = summarize(run_streams(stack.state(), video, n, tmp, "soak", 6.0 / n), -(-seconds // 6))
             rss1 = stack_rss_mb(stack.cfg.run_dir, marks)
             leftover = untimed_keys(redis.Redis.from_url(stack.redis_url))
         finally:
             stack.stop()
-    print(f"soak: {n} streams x {minutes} min, engine {engine}")
+    print(f"soak: {n} streams x {minutes} min, engine {engine}, starts 6/N s apart")
     print(f"segments {s['segments']}, lost {s['lost']}, errors {s['errors']}")
     print(f"glass-to-glass p95: first minute {s['g2g_p95_first_min_s']:.2f}s, last minute "
           f"{s['g2g_p95_last_min_s']:.2f}s")
@@ -93,13 +93,14 @@ def main() -> None:
     c.add_argument("--max", type=int, default=12)
     c.add_argument("--seconds", type=int, default=30)
     c.add_argument("--burst", action="store_true", help="start all N streams at the same instant")
+    c.add_argument("--from", dest="from_n", type=int, default=2, help="after the N = 1 baseline, start at this N")
     s = sub.add_parser("soak")
     s.add_argument("--streams", type=int, default=2)
     s.add_argument("--minutes", type=float, default=10)
     s.add_argument("--engine", default="echo")
     args = ap.parse_args()
     if args.mode == "capacity":
-        capacity(args.engine, args.max, args.seconds, args.burst)
+        capacity(args.engine, args.max, args.seconds, args.burst, args.from_n)
     else:
         soak(args.streams, args.minutes, args.engine)
 
