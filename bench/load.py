@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -67,21 +68,36 @@ def soak(n: int, minutes: float, engine: str) -> None:
         video = make_video(tmp / "v.flv", seconds, speech=True)
         stack = stack_for(tmp, engine)
         stack.start()
+        samples: list[tuple[float, dict[str, float]]] = []
+        done = threading.Event()
         try:
             marks = (f"-{stack.tag}@", stack.api_url.split("//")[1])
-            rss0 = stack_rss_mb(stack.cfg.run_dir, marks)
+
+            def sample() -> None:  # RSS of every stack process every 30 s while the streams run
+                t0 = time.monotonic()
+                while not done.wait(30):
+                    samples.append((time.monotonic() - t0, stack_rss_mb(stack.cfg.run_dir, marks)))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
             s = summarize(run_streams(stack.state(), video, n, tmp, "soak", 6.0 / n), -(-seconds // 6))
-            rss1 = stack_rss_mb(stack.cfg.run_dir, marks)
+            done.set()
             leftover = untimed_keys(redis.Redis.from_url(stack.redis_url))
         finally:
+            done.set()
             stack.stop()
     print(f"soak: {n} streams x {minutes} min, engine {engine}, starts 6/N s apart")
-    print(f"segments {s['segments']}, lost {s['lost']}, errors {s['errors']}")
+    print(f"segments {s['segments']}, fallback reasons {s['fallback_reasons']}, lost {s['lost']}, "
+          f"errors {s['errors']}")
     print(f"glass-to-glass p95: first minute {s['g2g_p95_first_min_s']:.2f}s, last minute "
           f"{s['g2g_p95_last_min_s']:.2f}s")
-    for k in sorted(rss1):
-        if k in rss0:
-            print(f"RSS {rss0[k]:7.1f} -> {rss1[k]:7.1f} MB  {k}")
+    live = [(t, rss) for t, rss in samples if t <= seconds]
+    if len(live) >= 2:
+        (t_a, a), (t_b, b) = next((x for x in live if x[0] >= 60), live[0]), live[-1]
+        print(f"RSS under load at {t_a:.0f}s -> {t_b:.0f}s:")
+        for k in sorted(b):
+            if k in a:
+                print(f"  {a[k]:7.1f} -> {b[k]:7.1f} MB  {k}")
     print(f"Redis keys without a TTL (should be none): {leftover}")
 
 

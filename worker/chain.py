@@ -177,7 +177,7 @@ def dub_samples_48k(path: Path, fmt: str, rate: int, channels: int, ffprobe: str
 def collect(msg: ChainMsg, store: LocalSegmentStore, registry: StreamRegistry, settings: Settings,
             clock: Callable[[], float] = time.time) -> ChainMsg:
     """Fit the dub to the segment's exact slot and mix it over the original audio."""
-    if msg.fallback_reason:
+    if msg.fallback_reason or _stale(msg, clock()):
         return msg
     started = clock()
     orig = store.path(msg.orig_key)
@@ -207,7 +207,7 @@ def collect(msg: ChainMsg, store: LocalSegmentStore, registry: StreamRegistry, s
 def remux(msg: ChainMsg, store: LocalSegmentStore, registry: StreamRegistry, settings: Settings,
           clock: Callable[[], float] = time.time) -> ChainMsg:
     """The dubbed piece: original video copied, fitted audio encoded to AAC, on the AAC-frame grid."""
-    if msg.fallback_reason:
+    if msg.fallback_reason or _stale(msg, clock()):
         return msg
     started = clock()
     fit = store.path(msg.dub_key or "")
@@ -222,3 +222,9 @@ def remux(msg: ChainMsg, store: LocalSegmentStore, registry: StreamRegistry, set
     registry.update_segment(msg.stream_id, msg.sequence, dub="ready", piece=store.key_of(piece), timings_ms=timings,
                             ready_at=clock())
     return msg.model_copy(update={"timings_ms": timings})
+
+
+def _stale(msg: ChainMsg, now: float) -> bool:
+    """Past its deadline the publisher has put out the segment's fallback: a late or redelivered task
+    (its worker died) does no work and leaves the record as the publisher wrote it."""
+    return now > msg.deadline_at

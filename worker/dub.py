@@ -17,6 +17,7 @@ from typing import Any
 import requests
 
 from worker.analyze import analyze_file
+from worker.metrics import reason_code
 from worker.naming import rtmp_url, validate_stream_id
 from worker.procs import ProcessRunner, stop_process, wait_until
 from worker.progress import ProgressLog, wall_at
@@ -91,9 +92,13 @@ def _wait_stream_over(api: str, sid: str, timeout_s: float) -> dict[str, Any]:
 def report(sid: str, record: dict[str, Any], output: Path, inp: list[tuple[float, float]],
            out: list[tuple[float, float]]) -> dict[str, Any]:
     counts = {"processed": 0, "fallback": 0, "failed": 0}
+    reasons: dict[str, int] = {}
     for seg in record.get("segments", []):
         status = seg.get("status")
         counts[status if status in counts else "failed"] += 1
+        if status == "fallback":
+            code = reason_code(seg.get("reason") or "")
+            reasons[code] = reasons.get(code, 0) + 1
     analysis = analyze_file(output).summary() if output.exists() and output.stat().st_size else None
     series = glass_to_glass(inp, out)
     delays = sorted(series)
@@ -102,6 +107,7 @@ def report(sid: str, record: dict[str, Any], output: Path, inp: list[tuple[float
         "state": record.get("state"),
         "reason": record.get("reason"),
         "segments": counts,
+        "fallback_reasons": reasons,
         "output": None if analysis is None else {k: analysis[k] for k in (
             "duration_s", "video_codec", "audio_codec", "av_offset_start_ms", "av_offset_end_ms", "problems")},
         "latency_s": {"p50": round(percentile(delays, 50), 3), "p95": round(percentile(delays, 95), 3),

@@ -45,16 +45,19 @@ def run_streams(state: dict[str, Any], video: Path, n: int, out_dir: Path, prefi
 
 def summarize(reports: list[dict[str, Any]], expected_segments: int) -> dict[str, Any]:
     totals = {"processed": 0, "fallback": 0, "failed": 0}
+    reasons: dict[str, int] = {}
     first, last = [], []
     errors = [r["error"] for r in reports if "error" in r]
     for r in reports:
         for k in totals:
             totals[k] += r.get("segments", {}).get(k, 0)
+        for code, count in r.get("fallback_reasons", {}).items():
+            reasons[code] = reasons.get(code, 0) + count
         series = r.get("latency_series_s", [])
         first += series[:60]
         last += series[-60:]
     lost = expected_segments * len(reports) - sum(totals.values())
-    return {"streams": len(reports), "segments": totals, "lost": lost, "errors": errors,
+    return {"streams": len(reports), "segments": totals, "fallback_reasons": reasons, "lost": lost, "errors": errors,
             "g2g_p95_first_min_s": percentile(sorted(first), 95), "g2g_p95_last_min_s": percentile(sorted(last), 95)}
 
 

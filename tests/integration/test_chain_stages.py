@@ -85,3 +85,17 @@ def test_undecodable_dub_falls_back_with_a_reason(env):
     assert seg.dub == "fallback" and seg.dub_reason.startswith("collect_failed")
     # remux passes a fallback through untouched
     assert remux(out, store, reg, settings).fallback_reason == out.fallback_reason
+
+
+def test_a_task_redelivered_after_the_deadline_does_no_work(env):
+    reg, store, job_dir, settings = env
+    dub = job_dir / "dub_00000.wav"
+    speech(dub, "Hola a todos", 150)
+    late = msg(store, job_dir, dub, deadline_at=1000.0)  # its worker died; the fallback went out at 1000
+    reg.update_segment("s", 0, status="fallback", reason="late: the dub was not ready at the deadline")
+    assert collect(late, store, reg, settings, clock=lambda: 1005.0) == late
+    assert remux(late.model_copy(update={"dub_format": "fit"}), store, reg, settings, clock=lambda: 1005.0).dub_key \
+        == late.dub_key
+    seg = reg.segment("s", 0)
+    assert seg.status == "fallback" and seg.dub is None and seg.piece is None  # as the publisher left it
+    assert not list(job_dir.glob("fit_*")) and not list(job_dir.glob("piece_*"))

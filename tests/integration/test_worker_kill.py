@@ -1,5 +1,5 @@
-"""SIGKILL a worker of the ingest, sts and publish pools mid-stream: the stream goes on, every segment
-is accounted for, and no ffmpeg is orphaned. Lease TTL 5 s here, so recovery takes about a segment."""
+"""SIGKILL a worker of each pool (ingest, sts, collect, remux, publish) mid-stream: the stream goes on,
+every segment is accounted for, and no ffmpeg is orphaned. Lease TTL 5 s here, so recovery takes about a segment."""
 
 import json
 import os
@@ -55,14 +55,16 @@ def video(media_dir):
     return make_video(media_dir / "count30k.flv", 30, speech=True)
 
 
-def test_killed_sts_worker(stack, video, tmp_path):
-    dub = start_dub(stack, video, tmp_path, "ksts")
-    wait_until(lambda: published(stack, "ksts") >= 1, 30, 0.2, "first piece out")
-    worker = worker_proc(stack, "sts")
+@pytest.mark.parametrize("pool", ["sts", "collect", "remux"])
+def test_killed_chain_worker(stack, video, tmp_path, pool):
+    sid = f"k{pool}"
+    dub = start_dub(stack, video, tmp_path, sid)
+    wait_until(lambda: published(stack, sid) >= 1, 30, 0.2, "first piece out")
+    worker = worker_proc(stack, pool)
     kids = worker.children(recursive=True)
     os.kill(worker.pid, signal.SIGKILL)
     out, err = dub.communicate(timeout=150)
-    rec = stack.stream("ksts")
+    rec = stack.stream(sid)
     statuses = [s["status"] for s in rec["segments"]]
     assert rec["state"] == "ended" and len(statuses) == 5
     assert all(s in ("processed", "fallback") for s in statuses), rec["segments"]
