@@ -98,6 +98,9 @@ def soak(n: int, minutes: float, engine: str) -> None:
         for k in sorted(b):
             if k in a:
                 print(f"  {a[k]:7.1f} -> {b[k]:7.1f} MB  {k}")
+        grew = max((k for k in b if k in a), key=lambda k: b[k] - a[k])
+        series = " ".join(f"{rss[grew]:.0f}" for _, rss in live if grew in rss)
+        print(f"most growth, every 30 s: {series} MB  {grew}")
     print(f"Redis keys without a TTL (should be none): {leftover}")
 
 

@@ -20,10 +20,11 @@ from worker.pieces import FRAME_BYTES, parse_video_span, piece_args, video_span_
 from worker.registry import StreamRegistry
 from worker.settings import Settings
 from worker.store import LocalSegmentStore
-from worker.timing import audio_boundary, output_delay_s, pcm_slice, piece_deadline, to_us
+from worker.timing import audio_boundary, output_delay_s, piece_deadline, slice_plan, to_us
 
 log = logging.getLogger(__name__)
 AUDIO_TRACK = "audio.pcm"
+CHUNK_BYTES = 64 * 1024
 
 
 class MediaError(RuntimeError):
@@ -81,7 +82,7 @@ class SegmentPreparer:
         b0, b1 = audio_boundary(to_us(local[0])), audio_boundary(to_us(local[1]))
         span = (local[0] + self.offset_s, local[1] + self.offset_s)
         orig_path = self.out_dir / f"orig_{seg.sequence:05d}.pcm"
-        orig_path.write_bytes(self._original_audio(b0, b1))
+        self._write_original_audio(b0, b1, orig_path)
         deadline = piece_deadline(self.origin_at, span[0], self.delay_s, self.settings.publish_margin_s)
         extract_s = self.clock() - completed_at
         self.registry.update_segment(self.stream_id, seg.sequence, start_s=span[0], end_s=span[1],
@@ -120,19 +121,27 @@ class SegmentPreparer:
         last_end = max((s.end_s for s in self.registry.segments(self.stream_id) if s.deadline_at), default=0.0)
         self.offset_s = max(now - self.origin_at - local[1], last_end - local[0])
 
-    def _original_audio(self, b0: int, b1: int, wait_s: float = 1.5) -> bytes:
-        """Samples [b0, b1) of the continuous audio track, waiting (bounded) for the reader to write them."""
+    def _write_original_audio(self, b0: int, b1: int, dest: Path, wait_s: float = 1.5) -> None:
+        """Samples [b0, b1) of the continuous audio track into ``dest``, waiting (bounded) for the reader
+        to write them; silence where the track has none. Copied in small chunks: many stream threads
+        allocating megabyte buffers each segment make the worker's memory grow in steps."""
         track = self.out_dir / AUDIO_TRACK
-        need = b1 * FRAME_BYTES
         deadline = self.clock() + wait_s
-        while (track.stat().st_size if track.exists() else 0) < need and self.reader_alive():
+        while (track.stat().st_size if track.exists() else 0) < b1 * FRAME_BYTES and self.reader_alive():
             if self.clock() > deadline:
                 log.warning("%s: audio track short of sample %d; padding with silence", self.stream_id, b1)
                 break
             self.sleep(0.02)
-        if not track.exists():
-            return pcm_slice(b"", b0, b0, b1, FRAME_BYTES)
-        with open(track, "rb") as f:
-            f.seek(b0 * FRAME_BYTES)
-            data = f.read((b1 - b0) * FRAME_BYTES)
-        return pcm_slice(data, b0, b0, b1, FRAME_BYTES)
+        size = track.stat().st_size if track.exists() else 0
+        copy, pad = slice_plan(size, b0, b1, FRAME_BYTES)
+        with open(dest, "wb") as out:
+            if copy:
+                with open(track, "rb") as f:
+                    f.seek(b0 * FRAME_BYTES)
+                    while copy > 0 and (chunk := f.read(min(CHUNK_BYTES, copy))):
+                        out.write(chunk)
+                        copy -= len(chunk)
+                pad += copy  # the track was shorter than its size said
+            while pad > 0:
+                out.write(bytes(min(CHUNK_BYTES, pad)))
+                pad -= min(CHUNK_BYTES, pad)

@@ -62,16 +62,15 @@ def fit_plan(dub: int, slot: int, max_ratio: float) -> FitPlan:
     return FitPlan(max_ratio, 0, after - slot)
 
 
-def pcm_slice(data: bytes, data_start: int, b0: int, b1: int, frame_bytes: int) -> bytes:
-    """Samples [b0, b1) of a PCM track whose first sample is ``data_start``; silence where it has none."""
-    if b1 < b0:
-        raise ValueError("slice ends before it starts")
-    out = bytearray((b1 - b0) * frame_bytes)
-    lo, hi = max(b0, data_start), min(b1, data_start + len(data) // frame_bytes)
-    if hi > lo:
-        src = data[(lo - data_start) * frame_bytes:(hi - data_start) * frame_bytes]
-        out[(lo - b0) * frame_bytes:(hi - b0) * frame_bytes] = src
-    return bytes(out)
+def slice_plan(track_bytes: int, b0: int, b1: int, frame_bytes: int) -> tuple[int, int]:
+    """Samples [b0, b1) of a PCM track of ``track_bytes`` bytes: (bytes to copy from sample b0 on, bytes of
+    silence after them, where the track has nothing yet). Pure."""
+    if b1 < b0 or b0 < 0:
+        raise ValueError("slice ends before it starts, or starts before the track")
+    need = (b1 - b0) * frame_bytes
+    have = max(0, track_bytes // frame_bytes - b0) * frame_bytes
+    copy = min(need, have)
+    return copy, need - copy
 
 
 def output_delay_s(segment_s: float, budget_s: float) -> float:

@@ -8,9 +8,9 @@ from worker.timing import (
     audio_boundary,
     fit_plan,
     output_delay_s,
-    pcm_slice,
     piece_deadline,
     poll_delay,
+    slice_plan,
     to_us,
 )
 
@@ -73,14 +73,13 @@ def test_fit_plan_refuses_nonsense():
         fit_plan(10, 10, 0.9)
 
 
-def test_pcm_slice_pads_with_silence_where_the_track_has_nothing():
-    data = bytes(range(1, 11)) * 2  # 10 two-byte frames starting at sample 100
-    assert pcm_slice(data, 100, 100, 110, 2) == data
-    assert pcm_slice(data, 100, 95, 100, 2) == b"\0" * 10
-    assert pcm_slice(data, 100, 98, 102, 2) == b"\0" * 4 + data[:4]
-    assert pcm_slice(data, 100, 108, 112, 2) == data[16:20] + b"\0" * 4
+def test_slice_plan_pads_with_silence_where_the_track_has_nothing():
+    assert slice_plan(40, 0, 10, 2) == (20, 0)  # all there
+    assert slice_plan(40, 15, 25, 2) == (10, 10)  # the track ends at sample 20
+    assert slice_plan(40, 30, 35, 2) == (0, 10)  # nothing yet
+    assert slice_plan(41, 19, 21, 2) == (2, 2)  # a half-written frame does not count
     with pytest.raises(ValueError):
-        pcm_slice(data, 0, 5, 4, 2)
+        slice_plan(40, 5, 4, 2)
 
 
 def test_deadlines():
