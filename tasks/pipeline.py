@@ -50,7 +50,7 @@ def remux(msg: dict[str, Any]) -> dict[str, Any]:
     return work.remux(ChainMsg(**msg), process_store(s), process_registry(s), s).model_dump()
 
 
-@app.task(name=PUBLISH_TASK, ignore_result=True)
+@app.task(name=PUBLISH_TASK, ignore_result=True, trail=False)
 def publish(stream_id: str, job_id: str) -> str:
     """One per stream, as long as the stream. Not acks_late: the lease guards against duplicates."""
     s = process_settings()

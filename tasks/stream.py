@@ -21,7 +21,9 @@ def _on_shutdown(**_: Any) -> None:
     SHUTDOWN.set()
 
 
-@app.task(name=STREAM_JOB_TASK, ignore_result=False)
+# trail=False: a stream job runs for hours and starts a chain per segment; with the default trail,
+# Celery keeps every one of their results on the job's request until it ends (memory grows).
+@app.task(name=STREAM_JOB_TASK, ignore_result=False, trail=False)
 def stream_job(stream_id: str, job_id: str, resume: int = 0) -> dict[str, Any]:
     """Run one stream's ingest job until its input ends or it is stopped. Not acks_late: a long
     job is not redelivered; a worker that dies is caught by the registry's heartbeat expiry.
