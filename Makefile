@@ -27,7 +27,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy api tasks worker
+	$(VENV)/bin/mypy api tasks worker bench
 
 test: setup lint
 	$(PY) -m pytest -ra $(PYTEST_ARGS)

@@ -32,7 +32,7 @@ from worker.settings import load_settings
 from worker.stack import LocalStack, StackConfig
 from worker.store import LocalSegmentStore
 from worker.sts.sessions import percentile
-from worker.timing import audio_boundary, pcm_slice, to_us
+from worker.timing import audio_boundary, slice_plan, to_us
 
 
 def stats(values: list[float]) -> str:
@@ -77,7 +77,8 @@ def naive(stack: LocalStack, video: Path, tmp: Path) -> dict[str, list[float]]:
         assert span is not None
         b0, b1 = audio_boundary(to_us(span[0])), audio_boundary(to_us(span[1]))
         orig = job_dir / f"orig_{i:05d}.pcm"
-        orig.write_bytes(pcm_slice(track[b0 * FRAME_BYTES:b1 * FRAME_BYTES], b0, b0, b1, FRAME_BYTES))
+        copy, pad = slice_plan(len(track), b0, b1, FRAME_BYTES)
+        orig.write_bytes(track[b0 * FRAME_BYTES:b0 * FRAME_BYTES + copy] + bytes(pad))
         reg.add_segment("naive", Segment(sequence=i, start_s=span[0], end_s=span[1], file=store.key_of(seg_path)), 0)
         extract = (time.perf_counter() - t0) * 1000
         msg = ChainMsg(stream_id="naive", job_id="j0", sequence=i, segment_key=store.key_of(seg_path),
