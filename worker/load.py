@@ -61,6 +61,19 @@ def summarize(reports: list[dict[str, Any]], expected_segments: int) -> dict[str
             "g2g_p95_first_min_s": percentile(sorted(first), 95), "g2g_p95_last_min_s": percentile(sorted(last), 95)}
 
 
+def shortfalls(s: dict[str, Any], drift: float = 0.10) -> list[str]:
+    """Why a summarized run did not hold in real time: any fallback, failed or lost segment, any error,
+    or glass-to-glass p95 in the last minute more than ``drift`` above the first minute's (a backlog
+    building up). Empty when it held."""
+    out = [f"{s['segments'][k]} {k}" for k in ("fallback", "failed") if s["segments"][k]]
+    out += [f"{s['lost']} lost"] if s["lost"] else []
+    out += [f"{len(s['errors'])} stream errors"] if s["errors"] else []
+    first, last = s["g2g_p95_first_min_s"], s["g2g_p95_last_min_s"]
+    if last > first * (1 + drift):
+        out.append(f"latency drifts: p95 {first:.2f}s -> {last:.2f}s")
+    return out
+
+
 def stack_rss_mb(run_dir: Path, extra_marks: tuple[str, ...] = ()) -> dict[str, float]:
     """Resident memory of each long-lived process of the stack (by its log/run dir or worker tag)."""
     marks = (str(run_dir), *extra_marks)
