@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 # Long-lived per-stream jobs wait on ffmpeg: threads. CPU stages: processes.
 POOL_KIND = {INGEST: ("threads", 16), PUBLISH: ("threads", 16)}
 DEFAULT_POOL = ("prefork", 2)
+# glibc raises its mmap threshold (up to 32 MB) the first time a large mmapped block is freed, and its
+# trim threshold to twice that: from then on every thread's arena keeps megabytes of freed memory, and
+# the thread-pool workers' RSS grows for minutes. A fixed threshold (its default) turns that off.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -140,6 +144,8 @@ class LocalStack:
             LIVEDUB_STS_URL=self.sts_url,
             PYTHONUNBUFFERED="1",
         )
+        for k, v in MALLOC_ENV.items():
+            env.setdefault(k, v)
         if self.sts_token:
             env["LIVEDUB_STS_TOKEN"] = self.sts_token
         if self.cfg.engine == "offline" and not self.cfg.sts_url:
