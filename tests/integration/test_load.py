@@ -4,7 +4,7 @@ import pytest
 import redis
 
 from tests.support import local_stack
-from worker.load import run_streams, stack_rss_mb, summarize, untimed_keys
+from worker.load import run_streams, shortfalls, stack_rss_mb, summarize, untimed_keys
 from worker.samples import make_video
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -22,9 +22,7 @@ def test_two_streams_for_two_minutes(tmp_path, media_dir):
         leftover = untimed_keys(client)
     s = summarize(reports, expected_segments=20)
     print(s)
-    assert s["errors"] == [] and s["lost"] == 0
-    assert s["segments"]["failed"] == 0 and s["segments"]["fallback"] == 0, s
-    assert s["g2g_p95_last_min_s"] <= s["g2g_p95_first_min_s"] * 1.10, s
+    assert shortfalls(s) == [], s  # no fallback, failed or lost segment, no error, p95 drift within 10 %
     for r in reports:
         assert r["output"]["duration_s"] == pytest.approx(120.0, abs=0.1) and not r["output"]["problems"]
     grown = {k: (rss_before[k], v) for k, v in rss_after.items() if k in rss_before and v > rss_before[k] * 1.25 + 20}
