@@ -6,7 +6,7 @@ APT_PKGS := redis-server nginx libnginx-mod-rtmp ffmpeg espeak-ng sox apertium a
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv test unit lint demo bench clean
+.PHONY: setup system venv test unit lint demo bench clean lock
 
 setup: system venv
 
@@ -19,15 +19,18 @@ system:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+# The locked dependencies with their hashes, then livedub itself (editable, no dependencies).
+$(VENV)/.installed: setup.cfg pyproject.toml requirements/dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,offline]'
+	$(PY) -m pip install -q --require-hashes -r requirements/dev.txt
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy api tasks worker bench
+	$(VENV)/bin/lint-imports
 
 test: setup lint
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
@@ -40,6 +43,15 @@ demo: setup
 
 bench: setup
 	$(PY) bench/hooks.py
+
+# Lock files with hashes, generated from setup.cfg: base (API and workers), offline (+ the models; the
+# image), dev (+ tests and linters; CI and `make test`).
+LOCK := $(VENV)/bin/pip-compile --quiet --generate-hashes --no-emit-index-url --no-emit-find-links --strip-extras \
+	--allow-unsafe setup.cfg
+lock:
+	$(LOCK) -o requirements/base.txt
+	$(LOCK) --extra offline -o requirements/offline.txt
+	$(LOCK) --extra offline --extra dev -o requirements/dev.txt
 
 clean:
 	rm -rf .livedub .pytest_cache .mypy_cache .ruff_cache

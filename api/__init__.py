@@ -11,10 +11,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 from werkzeug.exceptions import HTTPException
 
+from api.reconciler import Reconciler
 from tasks.config import celery_config
-from worker.metrics import RedisCollector
-from worker.runtime import make_registry
-from worker.settings import Settings, load_settings
+from worker.core.settings import Settings, load_settings
+from worker.pipeline.runtime import make_registry
+from worker.state.metrics import RedisCollector
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -29,6 +30,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(test_config)
     app.extensions["livedub_registry"] = make_registry(settings)
     celery_init_app(app)
+    if settings.reconcile_interval_s > 0:
+        app.extensions["livedub_reconciler"] = Reconciler(
+            app.extensions["livedub_registry"], settings.start_timeout_s, settings.reconcile_interval_s).start()
 
     from api.dashboard import bp as dashboard_bp
     from api.health import bp as health_bp
@@ -49,7 +53,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         return jsonify(error="Service Unavailable", reason=f"stream registry unavailable: {type(exc).__name__}"), 503
 
     metrics_registry = CollectorRegistry(auto_describe=True)
-    metrics_registry.register(RedisCollector(app.extensions["livedub_registry"].r))
+    reg = app.extensions["livedub_registry"]
+    metrics_registry.register(RedisCollector(reg.metrics, reg.count_by_state))
     PrometheusMetrics(app, registry=metrics_registry, group_by="url_rule")
     return app
 

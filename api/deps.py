@@ -7,8 +7,8 @@ import hmac
 from celery import Celery
 from flask import abort, current_app, request
 
-from worker.registry import StreamRegistry
-from worker.settings import Settings
+from worker.core.settings import Settings
+from worker.state.registry import StreamRegistry
 
 SECRET_HEADER = "X-Livedub-Secret"
 

@@ -13,7 +13,7 @@ bp = Blueprint("health", __name__)
 @bp.get("/health")
 def health() -> Any:
     try:
-        registry().r.ping()
+        registry().ping()
     except redis.RedisError as exc:
         return jsonify(status="unavailable", redis=f"error: {type(exc).__name__}"), 503
     return jsonify(status="ok", redis="ok")

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ValidationError
 
 from api.deps import registry, require_secret
 from api.lifecycle import start_stream, stop_stream, stream_options
-from worker.models import MediaMTXHook, NginxRtmpHook
-from worker.naming import InvalidStreamPath, StreamPath
+from worker.core.models import MediaMTXHook, NginxRtmpHook
+from worker.core.naming import InvalidStreamPath, StreamPath
 
 bp = Blueprint("hooks", __name__, url_prefix="/v1/hooks")
 M = TypeVar("M", bound=BaseModel)

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from api.deps import celery, registry, settings
 from tasks.queues import STREAM_JOB_TASK
-from worker.models import StreamOptions, StreamState
+from worker.core.models import StreamOptions, StreamState
+from worker.state.registry import StartOutcome
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def start_stream(
     reader gets the stream from its first frame (nginx-rtmp has no GOP cache). The wait is bounded.
     """
     reg = registry()
-    reg.reconcile(settings().start_timeout_s)
+    reg.reconcile(settings().start_timeout_s, only=stream_id)  # a dead job must not keep the stream
     started = reg.start(stream_id, source)
     job_id = started.job_id
     if started.created:
@@ -43,12 +44,12 @@ def start_stream(
         if chosen:
             reg.set_fields(stream_id, **chosen)
         _enqueue(stream_id, job_id, job_id, [stream_id, job_id])
-    elif started.outcome == "resumed":
+    elif started.outcome is StartOutcome.RESUMED:
         # The input dropped and came back while the output still drains: the same job goes on with
         # a new reader, numbering continues, and the output path stays published.
         log.info("stream %s: re-published; resuming job %s (%d)", stream_id, job_id, started.resume)
         _enqueue(stream_id, job_id, f"{job_id}-p{started.resume}", [stream_id, job_id, started.resume])
-    if wait_for_reader and started.outcome != "existing":
+    if wait_for_reader and started.outcome is not StartOutcome.EXISTING:
         _wait_for_reader(stream_id, settings().reader_wait_s)
     rec = reg.get(stream_id)
     body = {
@@ -56,9 +57,9 @@ def start_stream(
         "job_id": job_id,
         "state": rec.state.value if rec else "unknown",
         "created": started.created,
-        "resumed": started.outcome == "resumed",
+        "resumed": started.outcome is StartOutcome.RESUMED,
     }
-    return body, 200 if started.outcome == "existing" else 202
+    return body, 200 if started.outcome is StartOutcome.EXISTING else 202
 
 
 def _enqueue(stream_id: str, job_id: str, task_id: str, args: list[object]) -> None:

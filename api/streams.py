@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import Blueprint, abort, jsonify
 
-from api.deps import registry, require_secret, settings
-from worker.models import StreamRecord
-from worker.naming import InvalidStreamPath, validate_stream_id
+from api.deps import registry, require_secret
+from worker.core.models import StreamRecord
+from worker.core.naming import InvalidStreamPath, validate_stream_id
 
 bp = Blueprint("streams", __name__, url_prefix="/v1/streams")
 
@@ -21,7 +21,6 @@ def _id(stream_id: str) -> str:
 
 
 def _get(stream_id: str) -> StreamRecord:
-    registry().reconcile(settings().start_timeout_s)
     rec = registry().get(_id(stream_id))
     if rec is None:
         abort(404, description=f"unknown stream {stream_id!r}")
@@ -30,7 +29,6 @@ def _get(stream_id: str) -> StreamRecord:
 
 @bp.get("")
 def list_streams() -> Any:
-    registry().reconcile(settings().start_timeout_s)
     return jsonify(streams=[r.model_dump(mode="json", exclude={"segments"}) for r in registry().list()])
 
 

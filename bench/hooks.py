@@ -4,7 +4,7 @@ Baseline measured in the same run: GET /health through the same gunicorn (the fl
 The MediaMTX ready hook is used for answer latency because it has no deliberate wait; the nginx-rtmp
 publish hook holds its answer for the job's reader by design, so it is not timed here.
 
-    python bench/hooks.py [--n 30]
+    python -m bench.hooks [--n 30]
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 import redis
 import requests
 
-from worker.stack import LocalStack, StackConfig
+from worker.devstack.stack import LocalStack, StackConfig
+from worker.state.registry import StreamRegistry
 
 
 def pct(values: list[float], p: float) -> float:
@@ -46,7 +47,7 @@ def main() -> None:
 
 def run(stack: LocalStack, n: int) -> None:
     api, headers = stack.api_url, {"X-Livedub-Secret": stack.secret}
-    r = redis.Redis.from_url(stack.redis_url)
+    reg = StreamRegistry(redis.Redis.from_url(stack.redis_url))
     session = requests.Session()
     health, answer, to_job = [], [], []
     for _ in range(5):  # warm-up
@@ -63,7 +64,7 @@ def run(stack: LocalStack, n: int) -> None:
         answer.append(time.perf_counter() - t0)
         assert resp.status_code == 202, resp.text
         deadline = time.perf_counter() + 10
-        while not r.hexists(f"livedub:stream:{sid}", "input_url"):
+        while (rec := reg.get(sid, with_segments=False)) is None or rec.input_url is None:
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"job for {sid} did not start")
             time.sleep(0.002)

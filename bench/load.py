@@ -1,8 +1,8 @@
 """Load: the soak (N streams for 10 minutes) and the capacity benchmark (the most concurrent streams one
 machine holds in real time without fallback). Echo STS unless --engine offline.
 
-    python bench/load.py capacity [--engine echo] [--max 16] [--seconds 600] [--from N] [--burst]
-    python bench/load.py soak --streams N [--minutes 10]
+    python -m bench.load capacity [--engine echo] [--max 16] [--seconds 600] [--from N] [--burst]
+    python -m bench.load soak --streams N [--minutes 10]
 
 Capacity: for N = 1, 2, 3, 4, 6, 8, 10, 12 … it runs N concurrent streams of --seconds (600: as long
 as the soak) through one local stack; N holds when no segment falls back, fails or is lost and
@@ -25,9 +25,10 @@ from pathlib import Path
 
 import redis
 
-from worker.load import run_streams, shortfalls, stack_rss_mb, summarize, untimed_keys
-from worker.samples import make_video
-from worker.stack import LocalStack, StackConfig
+from bench.support.load import run_streams, shortfalls, stack_rss_mb, summarize
+from worker.devstack.samples import make_video
+from worker.devstack.stack import LocalStack, StackConfig
+from worker.state.registry import StreamRegistry
 
 BASELINE_S = 120
 
@@ -57,9 +58,9 @@ def capacity(engine: str, max_n: int, seconds: int, burst: bool, from_n: int = 2
                 stagger = 0.0 if burst else 6.0 / n
                 src, length = (baseline, short) if n == 1 else (video, seconds)
                 s = summarize(run_streams(stack.state(), src, n, tmp, f"c{n}-", stagger), -(-length // 6))
-                seg = s["segments"]
-                print(f"{n:>7} {seg['processed']:>9} {seg['fallback']:>8} {seg['failed']:>6} {s['lost']:>4} "
-                      f"{s['g2g_p95_first_min_s']:>12.2f}s {s['g2g_p95_last_min_s']:>11.2f}s  "
+                seg = s.segments
+                print(f"{n:>7} {seg.processed:>9} {seg.fallback:>8} {seg.failed:>6} {s.lost:>4} "
+                      f"{s.g2g_p95_first_min_s:>12.2f}s {s.g2g_p95_last_min_s:>11.2f}s  "
                       f"({time.monotonic() - t0:.0f}s)")
                 if why := shortfalls(s):
                     print(f"{n} streams do not hold: {', '.join(why)}")
@@ -93,15 +94,14 @@ def soak(n: int, minutes: float, engine: str) -> None:
             sampler.start()
             s = summarize(run_streams(stack.state(), video, n, tmp, "soak", 6.0 / n), -(-seconds // 6))
             done.set()
-            leftover = untimed_keys(redis.Redis.from_url(stack.redis_url))
+            leftover = StreamRegistry(redis.Redis.from_url(stack.redis_url)).untimed_keys()
         finally:
             done.set()
             stack.stop()
     print(f"soak: {n} streams x {minutes} min, engine {engine}, starts 6/N s apart")
-    print(f"segments {s['segments']}, fallback reasons {s['fallback_reasons']}, lost {s['lost']}, "
-          f"errors {s['errors']}")
-    print(f"glass-to-glass p95: first minute {s['g2g_p95_first_min_s']:.2f}s, last minute "
-          f"{s['g2g_p95_last_min_s']:.2f}s")
+    print(f"segments {s.segments}, fallback reasons {s.fallback_reasons}, lost {s.lost}, errors {s.errors}")
+    print(f"glass-to-glass p95: first minute {s.g2g_p95_first_min_s:.2f}s, last minute "
+          f"{s.g2g_p95_last_min_s:.2f}s")
     live = [(t, rss) for t, rss in samples if t <= seconds]
     if len(live) >= 2:
         (t_a, a), (t_b, b) = next((x for x in live if x[0] >= 60), live[0]), live[-1]

@@ -8,7 +8,7 @@ Baseline: the same steps (probe + slice, STS over Socket.IO, collect, remux) run
 another in this process, without Celery, on segments cut from the same file. The difference is what
 the distributed pipeline costs.
 
-    python bench/pipeline.py [--seconds 36]
+    python -m bench.pipeline [--seconds 36]
 """
 
 from __future__ import annotations
@@ -21,18 +21,22 @@ from pathlib import Path
 
 import redis
 
-from worker import chain
-from worker.dub import run_dub
-from worker.models import ChainMsg, Segment
-from worker.pieces import FRAME_BYTES, audio_track_args, parse_video_span, video_span_args
-from worker.prepare import run_media
-from worker.registry import StreamRegistry
-from worker.samples import make_video
-from worker.settings import load_settings
-from worker.stack import LocalStack, StackConfig
-from worker.store import LocalSegmentStore
-from worker.sts.sessions import percentile
-from worker.timing import audio_boundary, slice_plan, to_us
+from worker.cli.dub import DubReport, run_dub
+from worker.core.messages import SegmentWork
+from worker.core.segments import Segment
+from worker.core.settings import load_settings
+from worker.core.stats import percentile
+from worker.core.timing import plan_segment
+from worker.devstack.samples import make_video
+from worker.devstack.stack import LocalStack, StackConfig
+from worker.media.pieces import audio_track_args
+from worker.media.run import run_media
+from worker.pipeline.collect import fit_and_mix
+from worker.pipeline.prepare import AUDIO_TRACK, copy_samples, probe_video_span
+from worker.pipeline.remux import remux_piece
+from worker.pipeline.sts_dispatch import StsPool, dub_segment
+from worker.state.registry import StreamRegistry
+from worker.state.store import LocalSegmentStore
 
 
 def stats(values: list[float]) -> str:
@@ -40,7 +44,7 @@ def stats(values: list[float]) -> str:
     return f"{percentile(v, 50):8.0f} {percentile(v, 95):8.0f} {len(v):4d}"
 
 
-def distributed(stack: LocalStack, video: Path, tmp: Path) -> tuple[dict[str, list[float]], dict]:
+def distributed(stack: LocalStack, video: Path, tmp: Path) -> tuple[dict[str, list[float]], DubReport]:
     state = stack.state()
     rep = run_dub(video, tmp / "out.mp4", state, stream_id="bench")
     reg = StreamRegistry(redis.Redis.from_url(stack.redis_url))
@@ -56,7 +60,8 @@ def distributed(stack: LocalStack, video: Path, tmp: Path) -> tuple[dict[str, li
 
 
 def naive(stack: LocalStack, video: Path, tmp: Path) -> dict[str, list[float]]:
-    """The same steps, one segment after another, in one process, no Celery."""
+    """The same steps, called one segment after another in one process, no Celery: the pipeline's own
+    functions (probe, plan, audio slice, STS round trip, collect, remux), not a copy of them."""
     out = tmp / "naive"
     store = LocalSegmentStore(out / "store")
     job_dir = store.job_dir("naive", "j0")
@@ -68,36 +73,34 @@ def naive(stack: LocalStack, video: Path, tmp: Path) -> dict[str, list[float]]:
                              hook_insecure=True, store_dir=out / "store")
     reg = StreamRegistry(redis.Redis.from_url(stack.redis_url))
     reg.start("naive", "bench")
-    pool = chain.StsPool(settings)
-    track = (job_dir / "audio.pcm").read_bytes()
+    pool = StsPool(settings)
     rows: dict[str, list[float]] = {k: [] for k in ("extract", "sts_rtt", "collect", "remux", "overhead")}
     for i, seg_path in enumerate(sorted(job_dir.glob("seg_*.ts"))):
         t0 = time.perf_counter()
-        span = parse_video_span(run_media(video_span_args("ffprobe", seg_path)))
-        assert span is not None
-        b0, b1 = audio_boundary(to_us(span[0])), audio_boundary(to_us(span[1]))
+        local = probe_video_span(seg_path, settings.ffprobe_bin)
+        plan = plan_segment(local, 0.0, time.time() - local[0], 60.0, 0.0)
         orig = job_dir / f"orig_{i:05d}.pcm"
-        copy, pad = slice_plan(len(track), b0, b1, FRAME_BYTES)
-        orig.write_bytes(track[b0 * FRAME_BYTES:b0 * FRAME_BYTES + copy] + bytes(pad))
-        reg.add_segment("naive", Segment(sequence=i, start_s=span[0], end_s=span[1], file=store.key_of(seg_path)), 0)
+        copy_samples(job_dir / AUDIO_TRACK, plan.b0, plan.b1, orig)
+        reg.add_segment("naive", Segment(sequence=i, start_s=plan.start_s, end_s=plan.end_s,
+                                         file=store.key_of(seg_path)), 0)
         extract = (time.perf_counter() - t0) * 1000
-        msg = ChainMsg(stream_id="naive", job_id="j0", sequence=i, segment_key=store.key_of(seg_path),
-                       orig_key=store.key_of(orig), start_s=span[0], end_s=span[1], audio_start_sample=b0,
-                       audio_samples=b1 - b0, deadline_at=time.time() + 60, source_language="en",
-                       target_language="es", voice_profile="default")
+        work = SegmentWork(stream_id="naive", job_id="j0", sequence=i, segment_key=store.key_of(seg_path),
+                           orig_key=store.key_of(orig), start_s=plan.start_s, end_s=plan.end_s,
+                           audio_start_sample=plan.b0, audio_samples=plan.samples, deadline_at=plan.deadline_at,
+                           source_language="en", target_language="es", voice_profile="default")
         t1 = time.perf_counter()
-        msg = chain.dispatch(msg, store, reg, pool)
+        dubbed = dub_segment(work, store, reg, pool)
         t2 = time.perf_counter()
-        msg = chain.collect(msg, store, reg, settings)
+        fitted = fit_and_mix(dubbed, store, reg, settings)
         t3 = time.perf_counter()
-        msg = chain.remux(msg, store, reg, settings)
+        piece = remux_piece(fitted, store, reg, settings)
         t4 = time.perf_counter()
-        assert msg.fallback_reason is None, msg.fallback_reason
+        assert piece.fallback is None, piece.fallback
         rows["extract"].append(extract)
         rows["sts_rtt"].append((t2 - t1) * 1000)
         rows["collect"].append((t3 - t2) * 1000)
         rows["remux"].append((t4 - t3) * 1000)
-        rows["overhead"].append((t4 - t0) * 1000 - msg.timings_ms.get("sts_compute", 0))
+        rows["overhead"].append((t4 - t0) * 1000 - piece.timings_ms.get("sts_compute", 0))
     pool.drop("naive")
     return rows
 
@@ -125,10 +128,10 @@ def main() -> None:
              "overhead": "segment complete -> piece ready, no STS"}
     for key, label in names.items():
         print(f"{label:<40} {stats(dist[key])}   | {stats(base[key])}")
-    lat = rep["latency_s"]
-    print(f"glass-to-glass (s): p50 {lat['p50']:.2f}  p95 {lat['p95']:.2f}  (target <= segment + 1.0 = {seg_s + 1:.1f};"
+    lat = rep.latency_s
+    print(f"glass-to-glass (s): p50 {lat.p50:.2f}  p95 {lat.p95:.2f}  (target <= segment + 1.0 = {seg_s + 1:.1f};"
           f" configured delay = segment + LIVEDUB_LATENCY_BUDGET_S)")
-    print(f"segments: {rep['segments']}  output: {rep['output']}")
+    print(f"segments: {rep.segments}  output: {rep.output}")
     overhead_p95 = percentile(sorted(dist["overhead"]), 95)
     print(f"overhead p95 {overhead_p95:.0f} ms (target <= 300 ms); distributed minus naive p50: "
           f"{percentile(sorted(dist['overhead']), 50) - percentile(sorted(base['overhead']), 50):.0f} ms")

@@ -5,7 +5,7 @@ ms p50/p95 and the real-time factor. Baseline in the same run: the same engine c
 without Socket.IO. Echo engine: fragments per second over one connection, binary vs base64 audio.
 Memory: resident set of each service process.
 
-    python bench/sts.py [--fragments 8]
+    python -m bench.sts [--fragments 8]
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import requests
 
-from worker.procs import ProcessRunner, stop_process, wait_until
-from worker.stack import free_port
+from worker.core.stats import percentile
+from worker.devstack.children import free_port
+from worker.media.procs import ProcessRunner, stop_process, wait_until
 from worker.sts.client import StsClient
 from worker.sts.engines import OfflineEngine
 from worker.sts.protocol import AudioIn, FragmentData, StreamConfig, StreamInit
-from worker.sts.sessions import percentile
 
 SENTENCES = [
     "Good morning everyone. Today we will talk about the weather and the news.",

@@ -18,7 +18,7 @@ def create_celery(settings: Any = None) -> Celery:
 
     @celery.on_configure.connect(weak=False)
     def _configure(sender: Celery, **_: Any) -> None:
-        from worker.settings import load_settings
+        from worker.core.settings import load_settings
 
         sender.conf.update(celery_config(settings or load_settings()))
 

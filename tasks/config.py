@@ -1,11 +1,11 @@
-"""Celery configuration, built from :class:`worker.settings.Settings` inside a factory."""
+"""Celery configuration, built from :class:`worker.core.settings.Settings` inside a factory."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tasks.queues import TASK_ROUTES
-from worker.settings import Settings
+from worker.core.settings import Settings
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

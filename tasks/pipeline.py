@@ -13,17 +13,19 @@ from celery import chain
 
 from tasks import app
 from tasks.queues import COLLECT_TASK, PUBLISH_TASK, REMUX_TASK, STREAM_JOB_TASK, STS_DISPATCH_TASK
-from worker import chain as work
-from worker.models import ChainMsg
-from worker.publisher import Publisher
-from worker.runtime import process_registry, process_settings, process_store, sts_pool
+from worker.core.messages import DubbedSegment, FittedSegment, SegmentWork
+from worker.pipeline.collect import fit_and_mix
+from worker.pipeline.publisher import Publisher
+from worker.pipeline.remux import remux_piece
+from worker.pipeline.runtime import process_registry, process_settings, process_store, sts_pool
+from worker.pipeline.sts_dispatch import dub_segment
 
 IDEMPOTENT: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
 
 
-def start_chain(msg: ChainMsg) -> None:
+def start_chain(work: SegmentWork) -> None:
     """STS-dispatch -> collect -> remux, each on its own queue. Never waits on a result."""
-    chain(app.signature(STS_DISPATCH_TASK, args=(msg.model_dump(),)), app.signature(COLLECT_TASK),
+    chain(app.signature(STS_DISPATCH_TASK, args=(work.model_dump(mode="json"),)), app.signature(COLLECT_TASK),
           app.signature(REMUX_TASK)).apply_async()
 
 
@@ -33,21 +35,24 @@ def start_publisher(stream_id: str, job_id: str, restart: bool = False) -> None:
 
 
 @app.task(name=STS_DISPATCH_TASK, **IDEMPOTENT)
-def sts_dispatch(msg: dict[str, Any]) -> dict[str, Any]:
+def sts_dispatch(work: dict[str, Any]) -> dict[str, Any]:
     s = process_settings()
-    return work.dispatch(ChainMsg(**msg), process_store(s), process_registry(s), sts_pool(s)).model_dump()
+    out = dub_segment(SegmentWork.model_validate(work), process_store(s), process_registry(s), sts_pool(s))
+    return out.model_dump(mode="json")
 
 
 @app.task(name=COLLECT_TASK, **IDEMPOTENT)
-def collect(msg: dict[str, Any]) -> dict[str, Any]:
+def collect(dubbed: dict[str, Any]) -> dict[str, Any]:
     s = process_settings()
-    return work.collect(ChainMsg(**msg), process_store(s), process_registry(s), s).model_dump()
+    out = fit_and_mix(DubbedSegment.model_validate(dubbed), process_store(s), process_registry(s), s)
+    return out.model_dump(mode="json")
 
 
 @app.task(name=REMUX_TASK, **IDEMPOTENT)
-def remux(msg: dict[str, Any]) -> dict[str, Any]:
+def remux(fitted: dict[str, Any]) -> dict[str, Any]:
     s = process_settings()
-    return work.remux(ChainMsg(**msg), process_store(s), process_registry(s), s).model_dump()
+    out = remux_piece(FittedSegment.model_validate(fitted), process_store(s), process_registry(s), s)
+    return out.model_dump(mode="json")
 
 
 @app.task(name=PUBLISH_TASK, ignore_result=True, trail=False)

@@ -1,14 +1,10 @@
-"""Queue names, one per pipeline stage, and the routes that send each task to its queue."""
+"""Task names, and the routes that send each task to its stage's queue."""
 
 from __future__ import annotations
 
-INGEST = "ingest"
-STS = "sts"
-COLLECT = "collect"
-REMUX = "remux"
-PUBLISH = "publish"
+from worker.core.queues import ALL_QUEUES, COLLECT, INGEST, PUBLISH, REMUX, STS
 
-ALL_QUEUES = (INGEST, STS, COLLECT, REMUX, PUBLISH)
+__all__ = ["ALL_QUEUES", "COLLECT", "INGEST", "PUBLISH", "REMUX", "STS", "TASK_ROUTES"]
 
 # Task names are "livedub.<queue>.<name>"; each prefix routes to its own queue.
 TASK_ROUTES = {f"livedub.{q}.*": {"queue": q} for q in ALL_QUEUES}

@@ -10,7 +10,7 @@ from celery.signals import worker_shutting_down
 
 from tasks import app
 from tasks.queues import STREAM_JOB_TASK
-from worker.runtime import build_stream_job
+from worker.pipeline.runtime import build_stream_job
 
 log = logging.getLogger(__name__)
 SHUTDOWN = threading.Event()

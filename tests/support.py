@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ import psutil
 import redis
 import requests
 
-from worker.procs import wait_until
-from worker.samples import make_video  # noqa: F401  (re-exported for tests)
+from worker.devstack.samples import make_video
+
+__all__ = ["make_video"]
+from worker.media.procs import wait_until
 
 
 def free_port() -> int:
@@ -172,21 +175,23 @@ def wait_gone(procs: list[psutil.Process], timeout_s: float = 10) -> list[psutil
     return [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
-
 @contextmanager
 def sts_server(*args: str, token: str | None = "sts-test-token", port: int | None = None) -> Iterator[str]:
-    """`livedub sts` as a real process (on a free port unless given); yields its URL."""
+    """`livedub sts` as a real process (on a free port unless given); yields its URL. Its output goes to a
+    file, never a pipe nobody reads (a chatty server would block on a full pipe)."""
     port = port or free_port()
-    env = {k: v for k, v in __import__("os").environ.items() if k != "LIVEDUB_STS_TOKEN"}
+    env = {k: v for k, v in os.environ.items() if k != "LIVEDUB_STS_TOKEN"}
     if token:
         env["LIVEDUB_STS_TOKEN"] = token
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below, after the process
     proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "sts", "--port", str(port), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
         if proc.poll() is not None:
-            raise RuntimeError(f"livedub sts exited {proc.returncode}: {proc.stdout.read().decode()[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"livedub sts exited {proc.returncode}: {log.read().decode()[-2000:]}")
         return requests.get(f"{url}/health", timeout=1).status_code == 200
 
     try:
@@ -199,3 +204,4 @@ def sts_server(*args: str, token: str | None = "sts-test-token", port: int | Non
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()

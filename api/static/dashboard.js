@@ -46,7 +46,7 @@ function renderDetail(s) {
   document.querySelector("#segments tbody").innerHTML = s.segments.map((g) => {
     const t = g.timings_ms || {};
     return `<tr class="segment" data-seq="${g.sequence}"><td>${g.sequence}</td>
-      <td>${g.start_s.toFixed(2)}–${g.end_s.toFixed(2)} s</td><td>${badge(g.status)}</td><td>${esc(g.reason)}</td>
+      <td>${g.start_s.toFixed(2)}–${g.end_s.toFixed(2)} s</td><td>${badge(g.status)}</td><td>${g.reason_code ? `<code>${esc(g.reason_code)}</code> ` : ""}${esc(g.reason)}</td>
       <td class="transcript">${esc(g.transcript)}</td><td class="translation">${esc(g.translated_text)}</td>
       <td>${ms(t.extract)}</td><td>${ms(t.sts_rtt)}</td><td>${ms(t.collect)}</td><td>${ms(t.remux)}</td></tr>`;
   }).join("");

@@ -13,9 +13,9 @@ import requests
 import socketio
 
 from tests.support import local_stack
-from worker.analyze import analyze_file
-from worker.procs import wait_until
-from worker.samples import make_video
+from worker.devstack.samples import make_video
+from worker.media.analyze import analyze_file
+from worker.media.procs import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 

@@ -6,15 +6,18 @@ import wave
 import pytest
 import redis
 
-from worker.chain import collect, remux
-from worker.models import ChainMsg, Segment
-from worker.registry import StreamRegistry
-from worker.settings import load_settings
-from worker.store import LocalSegmentStore
-from worker.timing import AUDIO_RATE
+from worker.core.messages import DubAudio, DubbedSegment, FittedSegment, SegmentWork
+from worker.core.segments import DubOutcome, ReasonCode, Segment, SegmentStatus
+from worker.core.settings import load_settings
+from worker.core.timing import AUDIO_RATE
+from worker.pipeline.collect import fit_and_mix
+from worker.pipeline.remux import remux_piece
+from worker.state.registry import StreamRegistry
+from worker.state.store import LocalSegmentStore
 
 pytestmark = pytest.mark.integration
 SLOT = 1024 * 141  # about 3 s at 48 kHz
+DUB_RATE = 22050
 
 
 @pytest.fixture
@@ -37,14 +40,26 @@ def speech(path, text, rate_wpm=175):
         return w.getnframes() / w.getframerate()
 
 
-def msg(store, job_dir, dub, **kw):
+def tone(path, seconds):
+    """A dub of exactly ``seconds`` (mono 22050 Hz WAV), so the test, not espeak, decides its length."""
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"sine=frequency=300:sample_rate={DUB_RATE}:duration={seconds}", "-ac", "1", str(path)],
+                   check=True, timeout=30)
+    return path
+
+
+def work(store, job_dir, **kw):
     base = dict(stream_id="s", job_id="j1", sequence=0, segment_key="s/j1/seg.ts",
                 orig_key=store.key_of(job_dir / "orig_00000.pcm"), start_s=0, end_s=3, audio_start_sample=0,
                 audio_samples=SLOT, deadline_at=1e12, source_language="en", target_language="es",
-                voice_profile="default", dub_key=store.key_of(dub) if dub else None, dub_format="wav",
-                dub_rate=22050, dub_channels=1)
+                voice_profile="default")
     base.update(kw)
-    return ChainMsg(**base)
+    return SegmentWork(**base)
+
+
+def dubbed(store, job_dir, dub, **kw):
+    audio = DubAudio(key=store.key_of(dub), format="wav", sample_rate_hz=DUB_RATE, channels=1) if dub else None
+    return DubbedSegment(work=work(store, job_dir, **kw), dub=audio)
 
 
 def test_a_dub_much_longer_than_its_slot_is_stretched_to_the_max_then_trimmed(env):
@@ -53,49 +68,63 @@ def test_a_dub_much_longer_than_its_slot_is_stretched_to_the_max_then_trimmed(en
     seconds = speech(long_dub, "Esta es una frase muy larga que no cabe de ninguna manera en tres segundos de audio "
                                "porque sigue y sigue hablando sin parar durante mucho tiempo")
     assert seconds > 3 * 1.3 + 0.5
-    out = collect(msg(store, job_dir, long_dub), store, reg, settings)
-    assert out.fallback_reason is None
-    fitted = store.path(out.dub_key)
+    out = fit_and_mix(dubbed(store, job_dir, long_dub), store, reg, settings)
+    assert out.fallback is None
+    fitted = store.path(out.fit_key)
     assert fitted.stat().st_size == SLOT * 4  # exactly the slot: 48 kHz stereo s16
     seg = reg.segment("s", 0)
     assert seg.stretch_ratio == pytest.approx(1.3)
     assert seg.trimmed_s == pytest.approx(seconds / 1.3 - SLOT / AUDIO_RATE, abs=0.05)
 
 
-def test_a_slightly_long_dub_is_only_stretched_and_a_short_one_padded(env):
+def test_a_slightly_long_dub_is_only_stretched(env):
     reg, store, job_dir, settings = env
-    dub = job_dir / "dub_00000.wav"
-    seconds = speech(dub, "Hola a todos, buenos días", 150)
-    out = collect(msg(store, job_dir, dub), store, reg, settings)
+    slot_s = SLOT / AUDIO_RATE  # 3.008 s
+    out = fit_and_mix(dubbed(store, job_dir, tone(job_dir / "dub_00000.wav", slot_s * 1.2)), store, reg, settings)
     seg = reg.segment("s", 0)
-    if seconds * AUDIO_RATE > SLOT:
-        assert 1.0 < seg.stretch_ratio <= 1.3 and seg.trimmed_s == 0
-    else:
-        assert seg.stretch_ratio == 1.0 and seg.trimmed_s == 0
-    assert store.path(out.dub_key).stat().st_size == SLOT * 4
+    assert seg.stretch_ratio == pytest.approx(1.2, abs=0.002) and seg.trimmed_s == 0
+    assert store.path(out.fit_key).stat().st_size == SLOT * 4
+
+
+def test_a_short_dub_is_padded_not_stretched(env):
+    reg, store, job_dir, settings = env
+    out = fit_and_mix(dubbed(store, job_dir, tone(job_dir / "dub_00000.wav", 1.0)), store, reg, settings)
+    seg = reg.segment("s", 0)
+    assert seg.stretch_ratio == 1.0 and seg.trimmed_s == 0
+    fitted = store.path(out.fit_key).read_bytes()
+    assert len(fitted) == SLOT * 4
+    # the dub's 1 s sits at the start, mixed over the ducked original; the rest is the ducked original only
+    tail = fitted[-4 * AUDIO_RATE // 2:]
+    assert len(set(tail)) <= 4, "the padded tail carries the dub"
 
 
 def test_undecodable_dub_falls_back_with_a_reason(env):
     reg, store, job_dir, settings = env
     bad = job_dir / "dub_00000.wav"
     bad.write_bytes(b"RIFF....WAVEfmt garbage")
-    out = collect(msg(store, job_dir, bad), store, reg, settings)
-    assert out.fallback_reason and out.fallback_reason.startswith("collect_failed")
+    out = fit_and_mix(dubbed(store, job_dir, bad), store, reg, settings)
+    assert out.fallback is not None and out.fallback.code is ReasonCode.COLLECT_FAILED
     seg = reg.segment("s", 0)
-    assert seg.dub == "fallback" and seg.dub_reason.startswith("collect_failed")
-    # remux passes a fallback through untouched
-    assert remux(out, store, reg, settings).fallback_reason == out.fallback_reason
+    assert seg.dub is DubOutcome.FALLBACK and seg.dub_reason_code is ReasonCode.COLLECT_FAILED
+    # remux passes a fallback through untouched, and makes no piece
+    piece = remux_piece(out, store, reg, settings)
+    assert piece.fallback == out.fallback and piece.piece_key is None
+    assert not list(job_dir.glob("piece_*"))
 
 
 def test_a_task_redelivered_after_the_deadline_does_no_work(env):
     reg, store, job_dir, settings = env
-    dub = job_dir / "dub_00000.wav"
-    speech(dub, "Hola a todos", 150)
-    late = msg(store, job_dir, dub, deadline_at=1000.0)  # its worker died; the fallback went out at 1000
-    reg.update_segment("s", 0, status="fallback", reason="late: the dub was not ready at the deadline")
-    assert collect(late, store, reg, settings, clock=lambda: 1005.0) == late
-    assert remux(late.model_copy(update={"dub_format": "fit"}), store, reg, settings, clock=lambda: 1005.0).dub_key \
-        == late.dub_key
+    dub = tone(job_dir / "dub_00000.wav", 1.0)
+    late = dubbed(store, job_dir, dub, deadline_at=1000.0)  # its worker died; the fallback went out at 1000
+    reg.update_segment("s", 0, status=SegmentStatus.FALLBACK, reason="the dub was not ready at the deadline",
+                       reason_code=ReasonCode.LATE)
+    fitted = fit_and_mix(late, store, reg, settings, clock=lambda: 1005.0)
+    assert fitted.fit_key is None and fitted.fallback is None
+    # a redelivered remux whose fit exists still does nothing past the deadline
+    (job_dir / "fit_00000.pcm").write_bytes(bytes(SLOT * 4))
+    ready = FittedSegment(work=late.work, fit_key=store.key_of(job_dir / "fit_00000.pcm"))
+    assert remux_piece(ready, store, reg, settings, clock=lambda: 1005.0).piece_key is None
     seg = reg.segment("s", 0)
-    assert seg.status == "fallback" and seg.dub is None and seg.piece is None  # as the publisher left it
-    assert not list(job_dir.glob("fit_*")) and not list(job_dir.glob("piece_*"))
+    assert seg.status is SegmentStatus.FALLBACK and seg.dub is None and seg.piece is None  # as the publisher left it
+    assert seg.stretch_ratio is None
+    assert not list(job_dir.glob("piece_*"))

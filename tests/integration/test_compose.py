@@ -8,8 +8,8 @@ import yaml
 from click.testing import CliRunner
 
 from api import create_app
-from worker.cli import main as cli
-from worker.settings import Settings, load_settings
+from worker.cli.main import main as cli
+from worker.core.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "compose" / "docker-compose.yml").read_text())
@@ -59,14 +59,14 @@ def test_published_ports_do_not_clash():
 def test_mediamtx_hooks_target_real_routes_with_the_secret():
     app = create_app({"SETTINGS": load_settings(hook_secret="x", redis_url="redis://127.0.0.1:1/0")})
     rules = {r.rule for r in app.url_map.iter_rules()}
-    script = (ROOT / "worker" / "scripts" / "mediamtx-hook.sh").read_text()
+    script = (ROOT / "compose" / "mediamtx-hook.sh").read_text()
     assert "X-Livedub-Secret" in script
     in_path = next(v for k, v in MEDIAMTX["paths"].items() if k.endswith("/in$"))
     for key, event in (("runOnReady", "ready"), ("runOnNotReady", "not-ready")):
         assert in_path[key] == f"sh /hooks/mediamtx-hook.sh {event}"
         assert f"/v1/hooks/mediamtx/{event}" in rules
     mounts = services()["mediamtx"]["volumes"]
-    assert "../worker/scripts/mediamtx-hook.sh:/hooks/mediamtx-hook.sh:ro" in mounts
+    assert "./mediamtx-hook.sh:/hooks/mediamtx-hook.sh:ro" in mounts
     env = services()["mediamtx"]["environment"]
     assert env["LIVEDUB_API_URL"] == "http://api:8000" and "LIVEDUB_HOOK_SECRET" in env
 
@@ -78,7 +78,7 @@ def test_mediamtx_path_patterns(path, starts):
 
 
 def declared_metrics():
-    from worker.metrics import COUNTERS, HISTOGRAMS
+    from worker.state.metrics import COUNTERS, HISTOGRAMS
 
     names = set(COUNTERS) | {f"{h}_bucket" for h in HISTOGRAMS} | set(HISTOGRAMS)
     names |= {"livedub_queue_depth", "livedub_streams", "livedub_sts_inflight_fragments", "livedub_sts_queue_depth",

@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from api import create_app
-from worker.settings import load_settings
+from worker.core.settings import load_settings
 
 pytestmark = pytest.mark.integration
 SECRET = "t0ps3cret"

@@ -3,9 +3,11 @@
 import pytest
 import redis
 
+from bench.support.load import run_streams, shortfalls, stack_rss_mb, summarize
 from tests.support import local_stack
-from worker.load import run_streams, shortfalls, stack_rss_mb, summarize, untimed_keys
-from worker.samples import make_video
+from worker.cli.dub import DubReport
+from worker.devstack.samples import make_video
+from worker.state.registry import StreamRegistry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -18,13 +20,13 @@ def test_two_streams_for_two_minutes(tmp_path, media_dir):
         rss_before = stack_rss_mb(stack.run_dir, marks)
         reports = run_streams(stack.state, video, 2, tmp_path, "load")
         rss_after = stack_rss_mb(stack.run_dir, marks)
-        client = redis.Redis.from_url(stack.state["redis_url"])
-        leftover = untimed_keys(client)
+        leftover = StreamRegistry(redis.Redis.from_url(stack.state["redis_url"])).untimed_keys()
     s = summarize(reports, expected_segments=20)
     print(s)
     assert shortfalls(s) == [], s  # no fallback, failed or lost segment, no error, p95 drift within 10 %
     for r in reports:
-        assert r["output"]["duration_s"] == pytest.approx(120.0, abs=0.1) and not r["output"]["problems"]
+        assert isinstance(r, DubReport) and r.output is not None, r
+        assert r.output.duration_s == pytest.approx(120.0, abs=0.1) and not r.output.problems
     grown = {k: (rss_before[k], v) for k, v in rss_after.items() if k in rss_before and v > rss_before[k] * 1.25 + 20}
     assert not grown, grown
     assert leftover == [], leftover

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import dub_report, local_stack, publish
-from worker.analyze import analyze_file
-from worker.naming import rtmp_url
-from worker.procs import wait_until
-from worker.samples import counting_speech
+from worker.core.naming import rtmp_url
+from worker.devstack.samples import counting_speech
+from worker.media.analyze import analyze_file
+from worker.media.procs import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

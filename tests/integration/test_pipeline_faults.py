@@ -4,8 +4,8 @@
 import pytest
 
 from tests.support import dub_report, free_port, local_stack, publish, sts_server
-from worker.analyze import analyze_file
-from worker.samples import make_video
+from worker.devstack.samples import make_video
+from worker.media.analyze import analyze_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 TOKEN = "sts-test-token"
@@ -25,8 +25,8 @@ def test_sts_unreachable_the_whole_time_gives_a_complete_fallback_output(tmp_pat
     assert rec["state"] == "ended", rec["reason"]
     assert [s["status"] for s in rec["segments"]] == ["fallback", "fallback"]
     # The first segment finds the service unreachable; the circuit breaker then fails fast.
-    assert all(s["reason"].split(":")[0] in ("sts_unreachable", "circuit_open") for s in rec["segments"]), \
-        [s["reason"] for s in rec["segments"]]
+    assert all(s["reason_code"] in ("sts_unreachable", "circuit_open") for s in rec["segments"]), \
+        [(s["reason_code"], s["reason"]) for s in rec["segments"]]
     assert rep["segments"] == {"processed": 0, "fallback": 2, "failed": 0}
     assert analyze_file(tmp_path / "out.mp4").check(12.0, 0.1, 25) == []
 
@@ -39,7 +39,7 @@ def test_one_fragment_after_its_deadline_falls_back_alone(tmp_path, media_dir):
         rec = stack.stream("late1")
     statuses = [s["status"] for s in rec["segments"]]
     assert statuses == ["processed", "fallback", "processed"], rec["segments"]
-    assert rec["segments"][1]["reason"].startswith("sts_timeout"), rec["segments"][1]
+    assert rec["segments"][1]["reason_code"] == "sts_timeout", rec["segments"][1]
     assert rep["segments"] == {"processed": 2, "fallback": 1, "failed": 0}
     assert analyze_file(tmp_path / "out.mp4").check(18.0, 0.1, 25) == []
 

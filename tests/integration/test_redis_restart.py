@@ -9,8 +9,8 @@ import redis
 import requests
 
 from tests.support import local_stack, publish, wait_gone
-from worker.procs import wait_until
-from worker.samples import make_video
+from worker.devstack.samples import make_video
+from worker.media.procs import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 

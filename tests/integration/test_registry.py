@@ -3,8 +3,9 @@
 import pytest
 import redis
 
-from worker.models import Segment, StreamState
-from worker.registry import StreamRegistry
+from worker.core.models import StreamState
+from worker.core.segments import Segment
+from worker.state.registry import StartOutcome, StreamRegistry
 
 pytestmark = pytest.mark.integration
 
@@ -29,10 +30,10 @@ def reg(redis_url):
 
 def test_start_is_idempotent_while_active(reg):
     job, outcome, _ = reg.start("s", "test")
-    assert outcome == "created"
-    assert reg.start("s", "test")[:2] == (job, "existing")
+    assert outcome is StartOutcome.CREATED
+    assert reg.start("s", "test")[:2] == (job, StartOutcome.EXISTING)
     assert reg.mark_live("s", job)
-    assert reg.start("s", "test")[:2] == (job, "existing")
+    assert reg.start("s", "test")[:2] == (job, StartOutcome.EXISTING)
     rec = reg.get("s")
     assert rec.state is StreamState.LIVE and rec.live_at == 1000.0 and rec.generation == 1
 
@@ -42,7 +43,7 @@ def test_a_new_publish_after_the_end_is_a_new_generation(reg):
     reg.add_segment("s", Segment(sequence=0, start_s=0, end_s=6, file="f"), 100)
     assert reg.finish("s", job, StreamState.ENDED, "input ended")
     job2, outcome, _ = reg.start("s", "test")
-    assert outcome == "created" and job2 != job
+    assert outcome is StartOutcome.CREATED and job2 != job
     rec = reg.get("s")
     assert rec.generation == 2 and rec.state is StreamState.STARTING and rec.segments == []
 
@@ -60,10 +61,9 @@ def test_writes_from_a_stale_job_are_ignored(reg):
 def test_finished_records_expire(reg):
     job = reg.start("s", "test").job_id
     reg.add_segment("s", Segment(sequence=0, start_s=0, end_s=6, file="f"), 100)
-    assert reg.r.ttl(reg.key("s")) == -1
+    assert reg.ttls("s") == {"record": -1, "segments": -1}
     reg.finish("s", job, StreamState.ENDED, "done")
-    assert 0 < reg.r.ttl(reg.key("s")) <= 60
-    assert 0 < reg.r.ttl(reg.key("s", "segments")) <= 60
+    assert all(0 < ttl <= 60 for ttl in reg.ttls("s").values())
 
 
 def test_one_lease_holder(reg):
@@ -83,7 +83,7 @@ def test_reconcile_fails_a_stream_whose_heartbeat_stopped(reg):
     reg.set_fields("s", heartbeat_at=1000.0)
     reg.mark_live("s", job)
     assert reg.reconcile(30) == []  # lease still held
-    reg.r.delete(reg.key("s", "lease"))  # what expiry does
+    reg.drop_lease("s")  # what expiry does
     reg.test_clock.t = 1012.0
     assert reg.reconcile(30) == ["s"]
     rec = reg.get("s")
@@ -146,18 +146,18 @@ def test_a_republish_while_draining_resumes_the_same_job(reg):
     _drained(reg, job, segments=2)
     assert reg.get("s").segments_final == 2
     again = reg.start("s", "test")
-    assert again == (job, "resumed", 1)
+    assert again == (job, StartOutcome.RESUMED, 1)
     rec = reg.get("s")
     assert rec.state is StreamState.LIVE and rec.resumes == 1 and rec.generation == 1
     assert rec.segments_final is None and rec.reason is None and len(rec.segments) == 2  # nothing lost
-    assert reg.start("s", "test")[:2] == (job, "existing")  # a duplicate hook changes nothing
+    assert reg.start("s", "test")[:2] == (job, StartOutcome.EXISTING)  # a duplicate hook changes nothing
 
 
 def test_the_run_a_republish_replaced_cannot_end_the_stream(reg):
     job = reg.start("s", "test").job_id
     reg.add_segment("s", Segment(sequence=0, start_s=0, end_s=6, file="f0"), 100)
     assert reg.mark_live("s", job) and reg.mark_draining("s", job, "publish done")
-    assert reg.start("s", "test").outcome == "resumed"  # before the old run saw its input end
+    assert reg.start("s", "test").outcome is StartOutcome.RESUMED  # before the old run saw its input end
     # The old run (epoch 0) now records its end: refused, the resumed run owns the stream.
     assert not reg.end_input("s", job, 0, 1, "input ended", StreamState.DRAINING)
     assert not reg.end_input("s", job, 0, None, "no media", StreamState.FAILED)
@@ -171,15 +171,53 @@ def test_no_resume_after_the_publisher_sealed_or_an_operator_stop(reg):
     job = reg.start("s", "test").job_id
     _drained(reg, job)
     assert reg.seal("s", job)
-    assert reg.start("s", "test").outcome == "created"  # a new generation
+    assert reg.start("s", "test").outcome is StartOutcome.CREATED  # a new generation
     job = reg.start("s", "test").job_id
     assert reg.mark_live("s", job) and reg.request_stop("s", job, "stopped by operator")
-    assert reg.start("s", "test").outcome == "created"
+    assert reg.start("s", "test").outcome is StartOutcome.CREATED
 
 
 def test_seal_is_refused_once_the_input_came_back(reg):
     job = reg.start("s", "test").job_id
     _drained(reg, job)
-    assert reg.start("s", "test").outcome == "resumed"
+    assert reg.start("s", "test").outcome is StartOutcome.RESUMED
     assert not reg.seal("s", job)  # the publisher keeps going
     assert not reg.seal("s", "otherjob")
+
+
+def test_only_declared_fields_are_written(reg):
+    reg.start("s", "test")
+    reg.add_segment("s", Segment(sequence=0, start_s=0, end_s=6, file="f"), 1)
+    with pytest.raises(KeyError, match="declares no field"):
+        reg.set_fields("s", ingest_prat=1)
+    with pytest.raises(KeyError, match="declares no field"):
+        reg.update_segment("s", 0, dub_reson="x")
+    with pytest.raises(KeyError, match="declares no field"):
+        reg.incr("s", "published_cnt")
+    assert reg.set_fields("s", served_epoch=2) and reg.get("s").served_epoch == 2
+
+
+def test_counters_are_atomic_and_never_recreate_a_lost_record(reg):
+    reg.start("s", "test")
+    assert [reg.incr("s", "ingest_part") for _ in range(3)] == [1, 2, 3]
+    assert reg.get("s").ingest_part == 3
+    assert reg.incr("gone", "published_count") is None
+    assert not reg.set_fields("gone", published_count=1)
+    assert reg.get("gone") is None
+
+
+def test_listing_streams_does_not_load_their_segments(reg):
+    for sid in ("a", "b"):
+        reg.start(sid, "test")
+        reg.add_segment(sid, Segment(sequence=0, start_s=0, end_s=6, file="f"), 1)
+    listed = reg.list()
+    assert sorted(r.stream_id for r in listed) == ["a", "b"]
+    assert all(r.segments == [] and r.segment_count == 1 for r in listed)
+    assert reg.count_by_state() == {"starting": 2}
+
+
+def test_reading_a_stream_never_reconciles_it(reg):
+    reg.start("s", "test")
+    reg.test_clock.t = 5000.0  # long past the start timeout
+    assert reg.get("s").state is StreamState.STARTING and reg.list()[0].state is StreamState.STARTING
+    assert reg.reconcile(30, only="s") == ["s"]

@@ -9,10 +9,10 @@ import subprocess
 import pytest
 
 from tests.support import local_stack, publish
-from worker.analyze import analyze_file
-from worker.naming import rtmp_url
-from worker.procs import wait_until
-from worker.samples import make_video
+from worker.core.naming import rtmp_url
+from worker.devstack.samples import make_video
+from worker.media.analyze import analyze_file
+from worker.media.procs import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -7,12 +7,12 @@ import wave
 import pytest
 import requests
 
+from bench.support.wer import wer
 from tests.support import sts_server
-from worker.procs import wait_until
-from worker.sts.audio import wav_duration_ms
+from worker.media.procs import wait_until
+from worker.media.wav import wav_duration_ms
 from worker.sts.client import StsClient
 from worker.sts.protocol import AudioIn, FragmentData, StreamInit
-from worker.sts.wer import wer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 SPOKEN = "Good morning everyone. Today we will talk about the weather and the news."

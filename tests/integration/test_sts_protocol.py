@@ -9,6 +9,7 @@ import requests
 import socketio
 
 from tests.support import sts_server
+from worker.media.procs import wait_until
 from worker.sts.client import StsClient, StsError
 from worker.sts.protocol import AudioIn, FragmentData, StreamConfig, StreamInit
 
@@ -82,11 +83,10 @@ def test_backpressure_over_max_inflight_then_refusal(client):
     client.init_stream(StreamInit(stream_id="bp", max_inflight=2))
     for i in range(5):
         client.send_fragment(frag(i, "bp", delay_ms=1000))
-    time.sleep(0.5)
+    refused = wait_until(lambda: client.by_fragment_error.get("bp-f4"), 5, 0.02, "the fifth fragment refused")
+    assert refused.code == "BACKPRESSURE" and refused.retryable
     actions = [b.action for b in client.backpressure if b.stream_id == "bp"]
     assert "slow_down" in actions and "pause" in actions
-    refused = client.by_fragment_error.get("bp-f4")
-    assert refused is not None and refused.code == "BACKPRESSURE" and refused.retryable
     for i in range(4):
         assert client.wait_processed(f"bp-f{i}", 10).status == "success"
 
@@ -157,8 +157,7 @@ def test_bad_fragments_get_error_events(client, fragment, code):
 
 def test_pause_holds_work_until_resume(client):
     client.init_stream(StreamInit(stream_id="p"))
-    client.emit("stream:pause", {"stream_id": "p"})
-    time.sleep(0.2)
+    client.sio.call("stream:pause", {"stream_id": "p"}, timeout=5)  # returns once the server applied it
     client.send_fragment(frag(0, "p"))
     with pytest.raises(TimeoutError):
         client.wait_processed("p-f0", 0.7)
@@ -172,14 +171,12 @@ def test_disconnect_cleans_up_sessions(url):
         c.init_stream(StreamInit(stream_id=s, max_inflight=8))
         for i in range(4):
             c.send_fragment(frag(i, s, delay_ms=500))
-    time.sleep(0.3)
-    assert requests.get(f"{url}/health", timeout=5).json()["streams"] >= 2
+    wait_until(lambda: requests.get(f"{url}/health", timeout=5).json()["streams"] >= 2, 5, 0.05, "two sessions")
     c.close()
 
     def clean():
         h = requests.get(f"{url}/health", timeout=5).json()
         return h["streams"] == 0 and h["queue_depth"] == 0
-    from worker.procs import wait_until
     wait_until(clean, 10, 0.2, "sessions cleaned up")
 
 
@@ -193,7 +190,7 @@ def test_raw_socketio_client_speaks_the_protocol(url):
     sio.emit("stream:init", {"stream_id": "raw", "worker_id": "w", "config": {
         "source_language": "en", "target_language": "es", "voice_profile": "default", "chunk_duration_ms": 1000,
         "sample_rate_hz": 16000, "channels": 1, "format": "pcm_s16le"}})
-    from worker.procs import wait_until
+    from worker.media.procs import wait_until
     wait_until(lambda: "ready" in got, 5)
     import base64
     sio.emit("fragment:data", {"fragment_id": "r0", "stream_id": "raw", "sequence_number": 0, "timestamp": 0,
@@ -231,7 +228,7 @@ def test_flood_of_1000_fragments_leaves_other_streams_unaffected(url):
     """One connection floods; another stream's latency is measured before and during the flood."""
     import threading
 
-    from worker.sts.sessions import percentile
+    from worker.core.stats import percentile
 
     def latencies(c, stream, n):
         out = []
@@ -256,9 +253,8 @@ def test_flood_of_1000_fragments_leaves_other_streams_unaffected(url):
         t.start()
         during = latencies(calm, "calm-b", 20)
         t.join(60)
-        wait_until_quiet = time.monotonic() + 30
-        while time.monotonic() < wait_until_quiet and len(flood.by_fragment_error) + len(flood.processed) < 1000:
-            time.sleep(0.1)
+        wait_until(lambda: len(flood.by_fragment_error) + len(flood.processed) >= 1000, 30, 0.1,
+                   "an answer to each of the 1000")
         refused = [e for e in flood.by_fragment_error.values() if e.code in ("BACKPRESSURE", "QUEUE_FULL")]
         # every one of the 1000 got an answer: a result or an error
         assert len(flood.processed) + len(flood.by_fragment_error) == 1000

@@ -1,6 +1,7 @@
 """SIGKILL a worker of each pool (ingest, sts, collect, remux, publish) mid-stream: the stream goes on,
 every segment is accounted for, and no ffmpeg is orphaned. Lease TTL 5 s here, so recovery takes about a segment."""
 
+import ast
 import json
 import os
 import signal
@@ -13,9 +14,9 @@ import psutil
 import pytest
 import requests
 
-from tests.support import local_stack, wait_gone
-from worker.procs import wait_until
-from worker.samples import make_video
+from tests.support import local_stack, sts_server, wait_gone
+from worker.devstack.samples import make_video
+from worker.media.procs import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -55,9 +56,54 @@ def video(media_dir):
     return make_video(media_dir / "count30k.flv", 30, speech=True)
 
 
+SLOW_FFMPEG = """#!/bin/sh
+# The real ffmpeg, 1.5 s late for the collect (fit_*) and remux (piece_*) steps: long enough to be caught
+# in flight. Everything else runs at once.
+case "$*" in *fit_0*|*piece_0*) sleep 1.5;; esac
+exec ffmpeg "$@"
+"""
+
+
+@pytest.fixture(scope="module")
+def slow_stack(tmp_path_factory):
+    """Every chain stage takes about 1.5 s (echo STS at a quarter of real time, a slow ffmpeg for collect and
+    remux), with a 9 s budget so a stage that runs twice still makes its deadline."""
+    tmp = tmp_path_factory.mktemp("slowkill")
+    wrapper = tmp / "ffmpeg-slow"
+    wrapper.write_text(SLOW_FFMPEG)
+    wrapper.chmod(0o755)
+    with sts_server("--engine", "echo", "--echo-delay-factor", "0.25", token="kill-token") as sts_url, \
+            local_stack(tmp / "run", "--sts-url", sts_url,
+                        env={"LIVEDUB_STS_TOKEN": "kill-token", "LIVEDUB_FFMPEG_BIN": str(wrapper),
+                             "LIVEDUB_LATENCY_BUDGET_S": "9"}) as s:
+        yield s
+
+
+def task_in_flight(stack, pool, sid):
+    """(pid of the pool process running it, sequence) of a task of ``pool`` for stream ``sid`` running now."""
+    from celery import Celery
+
+    from tasks.config import celery_config
+    from worker.core.settings import load_settings
+
+    client = Celery("t")
+    client.conf.update(celery_config(load_settings(redis_url=stack.state["redis_url"])))
+    try:
+        name = stack.state["worker_names"][pool]
+        for task in (client.control.inspect(destination=[name], timeout=1).active() or {}).get(name, []):
+            args = task["args"] if isinstance(task["args"], list) else ast.literal_eval(task["args"])
+            work = args[0].get("work", args[0])  # sts-dispatch takes the work itself, later stages a result
+            if work["stream_id"] == sid:
+                return task["worker_pid"], work["sequence"]
+    finally:
+        client.close()
+    return None
+
+
 @pytest.mark.parametrize("pool", ["sts", "collect", "remux"])
 def test_killed_chain_worker(stack, video, tmp_path, pool):
-    sid = f"k{pool}"
+    """The whole worker dies: `livedub up` restarts it and the pool dubs again."""
+    sid = f"w{pool}"
     dub = start_dub(stack, video, tmp_path, sid)
     wait_until(lambda: published(stack, sid) >= 1, 30, 0.2, "first piece out")
     worker = worker_proc(stack, pool)
@@ -70,6 +116,27 @@ def test_killed_chain_worker(stack, video, tmp_path, pool):
     assert all(s in ("processed", "fallback") for s in statuses), rec["segments"]
     assert statuses[-1] == "processed"  # the restarted pool dubs again
     assert wait_gone(kids, 5) == []
+    report = json.loads(out)
+    assert report["output"]["duration_s"] == pytest.approx(30.0, abs=0.1), report
+    assert report["segments"]["failed"] == 0
+
+
+@pytest.mark.parametrize("pool", ["sts", "collect", "remux"])
+def test_a_chain_task_killed_in_flight_is_run_again(slow_stack, video, tmp_path, pool):
+    """SIGKILL the pool process in the middle of a task: the task was acked late, so it is delivered
+    again and its segment is still dubbed. (With acks_late off it would be lost: the segment falls back.)"""
+    sid = f"k{pool}"
+    dub = start_dub(slow_stack, video, tmp_path, sid)
+    pid, seq = wait_until(lambda: task_in_flight(slow_stack, pool, sid), 40, 0.1, f"a {pool} task in flight")
+    kids = psutil.Process(pid).children(recursive=True)
+    os.kill(pid, signal.SIGKILL)
+    out, err = dub.communicate(timeout=150)
+    assert wait_gone(kids, 10) == []
+    rec = slow_stack.stream(sid)
+    segs = {s["sequence"]: s for s in rec["segments"]}
+    assert rec["state"] == "ended" and len(segs) == 5, rec
+    assert segs[seq]["status"] == "processed", segs[seq]  # the killed task ran again and made it
+    assert all(s["status"] in ("processed", "fallback") for s in segs.values()), rec["segments"]
     report = json.loads(out)
     assert report["output"]["duration_s"] == pytest.approx(30.0, abs=0.1), report
     assert report["segments"]["failed"] == 0

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from worker.stack import MALLOC_ENV, LocalStack, StackConfig
+from worker.devstack.stack import MALLOC_ENV, LocalStack, StackConfig
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """The output analyzer on probe data made to be wrong."""
 
-from worker.analyze import analyze_packets
+from worker.media.analyze import analyze_packets
 
 
 def probe(video=None, audio=None, extra=()):

@@ -1,12 +1,14 @@
 """What counts as holding in real time, for the capacity benchmark and the soak."""
 
-from worker.load import shortfalls
+from bench.support.load import LoadSummary, shortfalls
+from worker.cli.dub import SegmentCounts
 
 
 def summary(fallback: int = 0, failed: int = 0, lost: int = 0, first: float = 7.0, last: float = 7.0,
-            errors: list[str] | None = None) -> dict:
-    return {"segments": {"processed": 100, "fallback": fallback, "failed": failed}, "lost": lost,
-            "errors": errors or [], "g2g_p95_first_min_s": first, "g2g_p95_last_min_s": last}
+            errors: list[str] | None = None) -> LoadSummary:
+    return LoadSummary(streams=2, segments=SegmentCounts(processed=100, fallback=fallback, failed=failed),
+                       fallback_reasons={}, lost=lost, errors=errors or [], g2g_p95_first_min_s=first,
+                       g2g_p95_last_min_s=last)
 
 
 def test_a_clean_run_holds():

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from worker.media import parse_segment_list, progress_out_time_s, segmenter_args
+from worker.media.segmenter import parse_segment_list, progress_out_time_s, segmenter_args
 
 
 def test_segment_list_ignores_the_line_being_written():

@@ -1,6 +1,6 @@
 import pytest
 
-from worker.naming import (
+from worker.core.naming import (
     InvalidStreamPath,
     input_path,
     output_path,

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from worker.nginx_conf import NginxConfig, render, temp_dirs
+from worker.devstack.nginx_conf import NginxConfig, render, temp_dirs
 
 
 def cfg(secret: str | None = "s3cr/t") -> NginxConfig:

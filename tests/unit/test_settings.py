@@ -1,6 +1,6 @@
 import pytest
 
-from worker.settings import load_settings
+from worker.core.settings import load_settings
 
 
 def test_secret_from_env(monkeypatch):

@@ -3,11 +3,12 @@ import base64
 import pytest
 from pydantic import ValidationError
 
+from bench.support.wer import wer
+from worker.core.stats import percentile
 from worker.sts.audio import AudioError, check_audio
 from worker.sts.languages import check_config
 from worker.sts.protocol import AudioIn, FragmentData, FragmentProcessed, StreamConfig, encode_audio
-from worker.sts.sessions import FairQueue, QueueFull, StreamSession, backpressure, percentile
-from worker.sts.wer import wer
+from worker.sts.sessions import FairQueue, QueueFull, StreamSession, backpressure
 
 
 def session(max_inflight=3):
@@ -124,9 +125,14 @@ def test_fragment_wire_round_trip_keeps_binary():
 
 def test_language_and_voice_checks():
     assert check_config("en", "es", "default", frozenset({"eng-spa"})) is None
-    assert "unsupported language pair" in check_config("de", "es", "default", None)
-    assert "apt-get install apertium-fr-es" in check_config("en", "fr", "default", frozenset({"eng-spa"}))
-    assert "voice_profile" in check_config("en", "es", "robot", None)
+    problem = check_config("de", "es", "default", None)
+    assert problem is not None and problem.code == "UNSUPPORTED_LANGUAGE"
+    assert "unsupported language pair" in problem.message
+    missing = check_config("en", "fr", "default", frozenset({"eng-spa"}))
+    assert missing is not None and missing.code == "UNSUPPORTED_LANGUAGE"
+    assert "apt-get install apertium-fr-es" in missing.message
+    voice = check_config("en", "es", "robot", None)
+    assert voice is not None and voice.code == "UNSUPPORTED_VOICE" and "voice_profile" in voice.message
 
 
 @pytest.mark.parametrize("ref,hyp,expected", [

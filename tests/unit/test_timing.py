@@ -1,15 +1,17 @@
-import math
-
 import pytest
 
-from worker.timing import (
+from worker.core.timing import (
     AAC_FRAME,
     FitPlan,
     audio_boundary,
+    first_placement,
     fit_plan,
     output_delay_s,
     piece_deadline,
+    plan_segment,
+    planned_av_offsets_ms,
     poll_delay,
+    resumed_offset,
     slice_plan,
     to_us,
 )
@@ -58,12 +60,15 @@ def test_fit_plan(dub, slot, maxr, plan):
     assert fit_plan(dub, slot, maxr) == plan
 
 
-def test_fit_plan_never_overflows_the_slot():
-    for dub in range(1, 5000, 37):
-        p = fit_plan(dub, 1000, 1.3)
-        assert p.ratio <= 1.3
-        stretched = math.ceil(dub / p.ratio - 1e-9)
-        assert stretched + p.pad - p.trim == 1000
+@pytest.mark.parametrize("dub,trim", [
+    (1301, 1),  # 1301 / 1.3 = 1000.77: 1001 samples after the stretch, one over the slot
+    (1303, 3),  # 1002.31 rounds up to 1003: a partial sample is a whole one
+    (1950, 500),  # 1500 after the stretch
+    (2601, 1001),  # 2000.77 -> 2001
+    (13000, 9000),  # 10000
+])
+def test_fit_plan_trims_exactly_what_still_overflows_after_the_full_stretch(dub, trim):
+    assert fit_plan(dub, 1000, 1.3) == FitPlan(1.3, 0, trim)
 
 
 def test_fit_plan_refuses_nonsense():
@@ -93,3 +98,33 @@ def test_poll_delay_is_coarse_far_from_the_deadline_and_fine_near_it():
     assert poll_delay(100.0, 100.07) == pytest.approx(0.05)  # wakes just before the deadline
     assert poll_delay(100.0, 100.01) == 0.02
     assert poll_delay(100.0, 99.0) == 0.02  # past it: the fallback goes out on the next look
+
+
+def test_a_segment_is_placed_on_aac_frames_and_the_streams_timeline():
+    # 6.021 s is 282.23 AAC frames (282 * 1024 = 288768), 12.021 s is 563.48 (563 * 1024 = 576512)
+    plan = plan_segment((6.021, 12.021), 0.0, origin_at=1000.0, delay_s=8.0, margin_s=0.3)
+    assert (plan.b0, plan.b1, plan.samples) == (288768, 576512, 287744)
+    assert (plan.start_s, plan.end_s) == (6.021, 12.021)
+    assert plan.deadline_at == pytest.approx(1013.721)
+    moved = plan_segment((6.021, 12.021), 30.0, origin_at=1000.0, delay_s=8.0, margin_s=0.3)
+    assert (moved.b0, moved.b1) == (288768, 576512)  # the reader's own clock
+    assert (moved.start_s, moved.end_s) == (36.021, 42.021) and moved.deadline_at == pytest.approx(1043.721)
+
+
+def test_the_first_segment_sets_the_origin_and_a_long_first_segment_the_delay():
+    assert first_placement(1010.0, (0.0, 4.0), 6.0, 2.0) == (1006.0, 8.0)
+    origin, delay = first_placement(1010.0, (0.0, 6.4), 6.0, 2.0)  # keyframes sparser than configured
+    assert origin == pytest.approx(1003.6) and delay == pytest.approx(8.4)
+
+
+def test_a_resumed_reader_follows_the_wall_clock_and_never_overlaps_what_is_placed():
+    # 100 s after the origin, its first segment (0-6 s of its own clock) ended: it starts at 94 s
+    assert resumed_offset(1100.0, 1000.0, (0.0, 6.0), last_end_s=60.0) == 94.0
+    # the wall clock says 44 s, but 60 s are placed already: it goes on from 60 s
+    assert resumed_offset(1050.0, 1000.0, (0.0, 6.0), last_end_s=60.0) == 60.0
+
+
+def test_planned_av_offsets_are_the_distance_to_the_nearest_aac_frame():
+    start, end = planned_av_offsets_ms((6.021, 12.021), 288768, 576512)
+    assert start == pytest.approx(-5.0)  # 288768 / 48000 = 6.016 s
+    assert end == pytest.approx(-10.3333, abs=1e-3)  # 576512 / 48000 = 12.010667 s

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import subprocess
 import tempfile
-import wave
 
+from worker.media.wav import WavError, wav_params
 from worker.sts.protocol import AUDIO_FORMATS, SAMPLE_RATES, AudioIn
 
 
@@ -35,19 +34,13 @@ def check_audio(audio: AudioIn, max_bytes: int) -> bytes:
     if audio.format == "pcm_s16le" and len(raw) % (2 * audio.channels):
         raise AudioError("DECODE_ERROR", "pcm_s16le data is not a whole number of frames")
     if audio.format == "wav":
-        wav_params(raw)
+        try:
+            wav_params(raw)
+        except WavError as exc:
+            raise AudioError("DECODE_ERROR", str(exc)) from exc
     if audio.format == "m4a" and raw[4:8] != b"ftyp":
         raise AudioError("DECODE_ERROR", "m4a data has no MP4 ftyp box")
     return raw
-
-
-def wav_params(raw: bytes) -> tuple[int, int, int]:
-    """(rate, channels, frames) of a WAV, or AudioError."""
-    try:
-        with wave.open(io.BytesIO(raw)) as w:
-            return w.getframerate(), w.getnchannels(), w.getnframes()
-    except (wave.Error, EOFError) as exc:
-        raise AudioError("DECODE_ERROR", f"not a valid WAV file: {exc}") from exc
 
 
 def to_pcm_f32(audio: AudioIn, raw: bytes, rate: int = 16000) -> bytes:
@@ -65,9 +58,3 @@ def to_pcm_f32(audio: AudioIn, raw: bytes, rate: int = 16000) -> bytes:
     if out.returncode != 0 or not out.stdout:
         raise AudioError("DECODE_ERROR", f"ffmpeg could not decode the audio: {out.stderr.decode()[-200:]}")
     return out.stdout
-
-
-def wav_duration_ms(raw: bytes) -> float:
-    rate, _, frames = wav_params(raw)
-    return frames * 1000.0 / rate
-

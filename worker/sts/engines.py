@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from worker.media.wav import wav_duration_ms
 from worker.sts import languages
-from worker.sts.audio import AudioError, to_pcm_f32, wav_duration_ms
+from worker.sts.audio import AudioError, to_pcm_f32
 from worker.sts.protocol import AudioIn, StageTimings, StreamConfig
 
 
@@ -37,7 +38,7 @@ class Engine(Protocol):
 
     def load(self) -> None: ...
     def health(self) -> dict[str, Any]: ...
-    def check(self, cfg: StreamConfig) -> str | None: ...
+    def check(self, cfg: StreamConfig) -> languages.ConfigProblem | None: ...
     def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0,
                 sequence: int = 0) -> DubResult: ...
 
@@ -61,7 +62,7 @@ class EchoEngine:
                                              "mt": {"name": "echo", "state": "ready"},
                                              "tts": {"name": "echo", "state": "ready"}}}
 
-    def check(self, cfg: StreamConfig) -> str | None:
+    def check(self, cfg: StreamConfig) -> languages.ConfigProblem | None:
         return languages.check_config(cfg.source_language, cfg.target_language, cfg.voice_profile, None)
 
     def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0,
@@ -110,7 +111,7 @@ class OfflineEngine:
                 self.model = WhisperModel(self._model_path(), device=self.device, compute_type=self.compute_type,
                                           cpu_threads=self.cpu_threads)
                 self.state = "ready"
-            except Exception as exc:  # noqa: BLE001 - reported in health, the service stays up
+            except Exception as exc:
                 self.state, self.error = "error", f"{type(exc).__name__}: {exc}"
                 raise
 
@@ -125,7 +126,7 @@ class OfflineEngine:
             "mt": {"name": "apertium", "modes": modes, "state": "ready" if modes else "missing"},
             "tts": {"name": "espeak-ng", "state": "ready"}}}
 
-    def check(self, cfg: StreamConfig) -> str | None:
+    def check(self, cfg: StreamConfig) -> languages.ConfigProblem | None:
         return languages.check_config(cfg.source_language, cfg.target_language, cfg.voice_profile,
                                       languages.installed_modes())
 

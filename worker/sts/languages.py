@@ -38,19 +38,31 @@ VOICE_PROFILES = {
 }
 
 
-def check_config(source: str, target: str, voice_profile: str, installed: frozenset[str] | None) -> str | None:
-    """None when the pair and voice are served, else the reason. ``installed`` None: don't check modes."""
+@dataclass(frozen=True)
+class ConfigProblem:
+    """Why a stream's config is not served: the protocol error code and the reason."""
+
+    code: str  # UNSUPPORTED_LANGUAGE | UNSUPPORTED_VOICE
+    message: str
+
+
+def check_config(source: str, target: str, voice_profile: str,
+                 installed: frozenset[str] | None) -> ConfigProblem | None:
+    """None when the pair and voice are served, else the problem. ``installed`` None: don't check modes."""
     chain = MT_CHAINS.get((source, target))
     if chain is None:
         pairs = ", ".join(f"{s}-{t}" for s, t in MT_CHAINS)
-        return f"unsupported language pair {source}-{target} (supported: {pairs})"
+        return ConfigProblem("UNSUPPORTED_LANGUAGE",
+                             f"unsupported language pair {source}-{target} (supported: {pairs})")
     if installed is not None:
         missing = [m for m in chain if m not in installed]
         if missing:
             pkgs = " ".join(MODE_PACKAGES[m] for m in missing)
-            return f"language pair {source}-{target} needs Apertium modes {missing}: apt-get install {pkgs}"
+            return ConfigProblem("UNSUPPORTED_LANGUAGE", f"language pair {source}-{target} needs Apertium modes "
+                                 f"{missing}: apt-get install {pkgs}")
     if voice_profile not in VOICE_PROFILES:
-        return f"unknown voice_profile {voice_profile!r} (known: {', '.join(VOICE_PROFILES)})"
+        return ConfigProblem("UNSUPPORTED_VOICE",
+                             f"unknown voice_profile {voice_profile!r} (known: {', '.join(VOICE_PROFILES)})")
     return None
 
 

@@ -21,9 +21,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
-from worker.metrics import StsCollector
 from worker.sts.audio import AudioError, check_audio
 from worker.sts.engines import Engine
+from worker.sts.metrics import StsCollector
 from worker.sts.protocol import (
     AUDIO_FORMATS,
     DEFAULT_NAMESPACE,
@@ -97,7 +97,7 @@ class StsServer:
     def _load_engine(self) -> None:
         try:
             self.engine.load()
-        except Exception:  # noqa: BLE001 - health shows the error; fragments then fail with a code
+        except Exception:
             log.exception("engine %s failed to load", self.engine.name)
 
     async def _cleanup(self, _: web.Application) -> None:
@@ -150,9 +150,8 @@ class StsServer:
             await self._error(sid, "INVALID_PAYLOAD", f"stream:init: {validation_message(exc)}")
             return
         problem = self.engine.check(init.config)
-        if problem:
-            code = "UNSUPPORTED_VOICE" if "voice" in problem else "UNSUPPORTED_LANGUAGE"
-            await self._error(sid, code, problem, stream_id=init.stream_id)
+        if problem is not None:
+            await self._error(sid, problem.code, problem.message, stream_id=init.stream_id)
             return
         key = (sid, init.stream_id)
         old = self.sessions.get(key)

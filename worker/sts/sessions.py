@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import heapq
-import math
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.core.stats import percentile
 from worker.sts.protocol import Backpressure, FragmentProcessed, Statistics, StreamConfig
 
 
@@ -57,13 +57,6 @@ class StreamSession:
             failed_count=self.counts["failed"], avg_processing_time_ms=sum(times) / len(times) if times else 0.0,
             p95_processing_time_ms=percentile(times, 95),
         )
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return 0.0
-    k = max(0, math.ceil(p / 100 * len(sorted_values)) - 1)
-    return sorted_values[k]
 
 
 def backpressure(stream_id: str, inflight: int, max_inflight: int, queue_depth: int,

@@ -40,7 +40,7 @@ def process(engine: Engine, session: StreamSession, work: Work) -> FragmentProce
         res = engine.process(frag.audio, work.raw, session.config, delay_ms=delay, sequence=frag.sequence_number)
     except AudioError as exc:
         return _failed(base, started, exc.code, str(exc), "decode" if exc.code == "DECODE_ERROR" else "")
-    except Exception as exc:  # noqa: BLE001 - a fragment fails, the service stays up
+    except Exception as exc:
         log.exception("fragment %s failed", frag.fragment_id)
         return _failed(base, started, "ENGINE_ERROR", f"{type(exc).__name__}: {exc}", "engine", True)
     audio = encode_audio(res.audio, res.format, res.sample_rate_hz, res.channels, res.duration_ms, work.binary)

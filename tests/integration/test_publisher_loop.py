@@ -1,0 +1,173 @@
+"""The publisher's loop, driven with a fake clock and a fake ffmpeg against a real Redis: what it feeds at
+each deadline, in which order, what it records and counts, and how it ends the stream."""
+
+import io
+import threading
+
+import pytest
+import redis
+
+from worker.core.models import StreamState
+from worker.core.segments import DubOutcome, ReasonCode, Segment, SegmentStatus
+from worker.core.settings import load_settings
+from worker.pipeline.publisher import Publisher
+from worker.state.registry import StreamRegistry
+from worker.state.store import LocalSegmentStore
+
+pytestmark = pytest.mark.integration
+
+
+class FakeClock:
+    """Time moves only when the publisher sleeps."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+        self.lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self.lock:
+            return self.t
+
+    def sleep(self, s: float) -> None:
+        with self.lock:
+            self.t += max(s, 0.001)
+
+
+class RecordingStdin(io.RawIOBase):
+    """ffmpeg's stdin: records each piece written, with the fake time it was written at."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock, self.writes = clock, []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.writes.append((self.clock(), bytes(b)))
+        return len(b)
+
+
+class FakeFfmpeg:
+    def __init__(self, clock: FakeClock, die_after: int | None = None) -> None:
+        self.stdin = RecordingStdin(clock)
+        self.stdout = io.BytesIO(b"")  # no -progress lines
+        self.returncode: int | None = None
+        self.pid = 0
+        self.die_after = die_after
+
+    def poll(self):
+        if self.die_after is not None and len(self.stdin.writes) >= self.die_after:
+            self.returncode = 1
+        return self.returncode
+
+    def wait(self, timeout=None):
+        self.returncode = 0 if self.returncode is None else self.returncode
+        return self.returncode
+
+    def send_signal(self, sig) -> None:
+        self.returncode = -sig
+
+
+class FakeRunner:
+    def __init__(self, proc: FakeFfmpeg) -> None:
+        self.proc, self.args = proc, None
+
+    def start(self, args, **_):
+        self.args = args
+        return self.proc
+
+
+@pytest.fixture
+def env(tmp_path, redis_url):
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    clock = FakeClock()
+    reg = StreamRegistry(client, clock=clock)
+    store = LocalSegmentStore(tmp_path / "store")
+    settings = load_settings(redis_url=redis_url, hook_insecure=True, republish_grace_s=8)
+    job = reg.start("s", "test").job_id
+    reg.mark_live("s", job)
+    reg.set_fields("s", origin_at=1000.0, output_delay_s=8.0)
+    return reg, store, settings, clock, job
+
+
+def add(reg, store, job, seq, deadline, **fields):
+    """A prepared segment with its fallback piece (and a dubbed piece if ``ready``)."""
+    job_dir = store.job_dir("s", job)
+    fb = job_dir / f"fallback_{seq:05d}.ts"
+    fb.write_bytes(f"fallback-{seq}".encode())
+    reg.add_segment("s", Segment(sequence=seq, start_s=6.0 * seq, end_s=6.0 * seq + 6, file=f"s/{job}/seg{seq}"), 1)
+    if fields.pop("ready", False):
+        piece = job_dir / f"piece_{seq:05d}.ts"
+        piece.write_bytes(f"dubbed-{seq}".encode())
+        fields.update(dub=DubOutcome.READY, piece=store.key_of(piece))
+    reg.update_segment("s", seq, deadline_at=deadline, fallback_piece=store.key_of(fb), **fields)
+
+
+def run(reg, store, settings, clock, job, proc):
+    pub = Publisher("s", job, registry=reg, store=store, settings=settings, runner=FakeRunner(proc), clock=clock,
+                    sleep=clock.sleep)
+    return pub.run()
+
+
+def test_each_deadline_gets_the_dub_if_ready_else_the_fallback_in_order(env):
+    reg, store, settings, clock, job = env
+    add(reg, store, job, 0, 1007.7, ready=True)  # dubbed in time
+    add(reg, store, job, 1, 1013.7)  # never dubbed: late
+    add(reg, store, job, 2, 1019.7, dub=DubOutcome.FALLBACK, dub_reason="DECODE_ERROR",
+        dub_reason_code=ReasonCode.STS_FAILED)  # the chain gave up
+    reg.end_input("s", job, 0, 3, "input ended", StreamState.DRAINING)
+    reg.set_fields("s", stop_requested=1)  # no re-publish grace: end after the last piece
+    proc = FakeFfmpeg(clock)
+
+    assert run(reg, store, settings, clock, job, proc) == "all pieces published"
+
+    assert [data.decode() for _, data in proc.stdin.writes] == ["dubbed-0", "fallback-1", "fallback-2"]
+    segs = reg.segments("s")
+    out_at = [s.published_at for s in segs]
+    assert out_at[0] < 1001.0  # a ready dub goes out at once
+    assert 1013.7 <= out_at[1] < 1013.8  # the late one at its deadline, not before
+    assert out_at[2] < 1019.7  # a fallen-back chain does not wait for its deadline
+    assert [s.status for s in segs] == [SegmentStatus.PROCESSED, SegmentStatus.FALLBACK, SegmentStatus.FALLBACK]
+    assert [s.reason_code for s in segs] == [None, ReasonCode.LATE, ReasonCode.STS_FAILED]
+    rec = reg.get("s")
+    assert rec.state is StreamState.ENDED and rec.published_count == 3 and rec.publisher_sealed
+    counters, _, _ = reg.metrics.snapshot()
+    assert counters["livedub_fallbacks_total|reason=late"] == 1
+    assert counters["livedub_fallbacks_total|reason=sts_failed"] == 1
+    assert counters["livedub_segments_total|status=processed"] == 1
+    assert counters["livedub_late_pieces_total|"] == 1
+
+
+def test_a_dropped_input_keeps_the_output_up_for_the_grace_then_ends(env):
+    reg, store, settings, clock, job = env
+    add(reg, store, job, 0, 1007.7, ready=True)
+    reg.mark_draining("s", job, "publish done")
+    reg.end_input("s", job, 0, 1, "input ended", StreamState.DRAINING)  # input ended at 1000.0
+    proc = FakeFfmpeg(clock)
+    assert run(reg, store, settings, clock, job, proc) == "all pieces published"
+    assert clock() >= 1008.0  # it held the output until the grace (8 s from the input's end) ran out
+
+
+def test_when_ffmpeg_dies_the_rest_are_failed_with_the_reason(env):
+    reg, store, settings, clock, job = env
+    for seq in range(3):  # none dubbed: each goes out at its deadline, 6 s apart
+        add(reg, store, job, seq, 1007.7 + 6 * seq)
+    reg.end_input("s", job, 0, 3, "input ended", StreamState.DRAINING)
+    proc = FakeFfmpeg(clock, die_after=1)
+    assert run(reg, store, settings, clock, job, proc).startswith("publisher ffmpeg stopped at segment 1")
+    segs = reg.segments("s")
+    assert segs[0].status is SegmentStatus.FALLBACK
+    assert [(s.status, s.reason_code) for s in segs[1:]] == [(SegmentStatus.FAILED, ReasonCode.PUBLISHER_STOPPED)] * 2
+
+
+def test_a_restarted_publisher_goes_on_from_the_first_segment_not_out(env):
+    reg, store, settings, clock, job = env
+    for seq in range(3):
+        add(reg, store, job, seq, 1007.7 + 6 * seq, ready=True)
+    reg.update_segment("s", 0, status=SegmentStatus.PROCESSED)  # the dead publisher put out piece 0
+    reg.end_input("s", job, 0, 3, "input ended", StreamState.DRAINING)
+    reg.set_fields("s", stop_requested=1)
+    proc = FakeFfmpeg(clock)
+    run(reg, store, settings, clock, job, proc)
+    assert [d.decode() for _, d in proc.stdin.writes] == ["dubbed-1", "dubbed-2"]

@@ -1,0 +1,46 @@
+"""`livedub demo`: the local stack plus a sample stream through it, as a user would run them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from worker.core.naming import rtmp_url
+from worker.devstack.samples import make_video
+from worker.devstack.stack import LocalStack, StackConfig
+from worker.media.procs import wait_until
+
+DEMO_TEXT = ("Good morning everyone. Today we will talk about the weather and the news. "
+             "The city council met this afternoon to discuss the new park and the library. "
+             "Our team won the game last night after a very long match. "
+             "Please remember to close the windows before you leave the house.")
+
+
+def run_demo(run_dir: Path, seconds: int, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    sample = make_video(run_dir / "sample.flv", seconds, text=DEMO_TEXT)
+    stack = LocalStack(StackConfig(run_dir=run_dir / "run", rtmp_port=0, api_port=0, http_port=0,
+                                   redis_port=0, flower_port=0))
+    try:
+        stack.start()
+        url = rtmp_url(stack.rtmp_url, "demo", "in")
+        echo(f"publishing {sample.name} ({seconds}s of English speech) to {url}")
+        pub = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-i", str(sample),
+                              "-c", "copy", "-f", "flv", url], timeout=seconds + 60)
+        if pub.returncode != 0:
+            echo(f"publisher failed with exit {pub.returncode}")
+
+        def done() -> dict[str, Any] | None:
+            rec: dict[str, Any] = requests.get(f"{stack.api_url}/v1/streams/demo", timeout=5).json()
+            return rec if rec.get("state") in ("ended", "failed") else None
+
+        record: dict[str, Any] = wait_until(done, 60, 0.3, "the demo stream to end")
+        echo(json.dumps(record, indent=2))
+        return record
+    finally:
+        stack.stop()

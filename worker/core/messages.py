@@ -1,0 +1,71 @@
+"""What the per-segment chain passes from stage to stage: keys and numbers, never media bytes.
+
+extraction -> :class:`SegmentWork` -> STS-dispatch -> :class:`DubbedSegment` -> collect ->
+:class:`FittedSegment` -> remux -> :class:`PieceOutcome`. Each says what its stage produced; a stage that
+gave up carries ``fallback`` and the stages after it pass it on untouched.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from worker.core.segments import Reason
+
+
+class SegmentWork(BaseModel):
+    """A prepared segment: where its media is, where it sits on the stream's timeline, its deadline."""
+
+    stream_id: str
+    job_id: str
+    sequence: int
+    segment_key: str  # the video segment as cut (MPEG-TS)
+    orig_key: str  # its original audio, 48 kHz stereo s16le, exactly audio_samples long
+    start_s: float
+    end_s: float
+    audio_start_sample: int
+    audio_samples: int
+    deadline_at: float
+    source_language: str
+    target_language: str
+    voice_profile: str
+    ts_offset_s: float = 0.0  # a resumed reader's part: its clock starts at 0, the stream's does not
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+class StageResult(BaseModel):
+    work: SegmentWork
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    fallback: Reason | None = None
+
+
+class DubAudio(BaseModel):
+    """Dubbed audio as the STS service returned it, stored under ``key``."""
+
+    key: str
+    format: str
+    sample_rate_hz: int
+    channels: int
+
+
+class DubbedSegment(StageResult):
+    """STS-dispatch -> collect. ``dub`` None without a fallback: the service answered with empty audio
+    (nothing to say), and the original audio goes out untouched."""
+
+    dub: DubAudio | None = None
+    transcript: str = ""
+    translated_text: str = ""
+
+
+class FittedSegment(StageResult):
+    """collect -> remux: the audio for the piece, exactly the segment's slot long (48 kHz stereo s16le)."""
+
+    fit_key: str | None = None
+
+
+class PieceOutcome(StageResult):
+    """remux's result: the dubbed piece, ready for the publisher."""
+
+    piece_key: str | None = None

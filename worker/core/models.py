@@ -1,0 +1,128 @@
+"""Typed messages: media-server hook payloads, per-stream options and the stream record.
+
+Conversion from the wire (JSON, form fields, a Redis hash) happens in the models' validators and
+``from_redis`` here, apart from the HTTP and Redis code.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from worker.core.naming import StreamPath, parse_nginx_name, parse_path
+from worker.core.segments import Segment
+
+
+class StreamState(enum.StrEnum):
+    STARTING = "starting"
+    LIVE = "live"
+    DRAINING = "draining"
+    ENDED = "ended"
+    FAILED = "failed"
+
+    @property
+    def active(self) -> bool:
+        return self in (StreamState.STARTING, StreamState.LIVE, StreamState.DRAINING)
+
+
+class MediaMTXHook(BaseModel):
+    """What MediaMTX gives a runOnReady / runOnNotReady command, forwarded by the hook script."""
+
+    model_config = ConfigDict(extra="ignore", str_max_length=1024)
+
+    MTX_PATH: str = Field(min_length=1)
+    MTX_SOURCE_TYPE: str = Field(default="", max_length=64)
+    MTX_SOURCE_ID: str = Field(default="", max_length=128)
+    MTX_QUERY: str = Field(default="", max_length=1024)
+
+    def stream_path(self) -> StreamPath:
+        return parse_path(self.MTX_PATH)
+
+
+class NginxRtmpHook(BaseModel):
+    """nginx-rtmp's form-encoded callback (on_publish, on_publish_done, on_play)."""
+
+    model_config = ConfigDict(extra="ignore", str_max_length=1024)
+
+    app: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    call: str = Field(default="", max_length=32)
+    addr: str = Field(default="", max_length=64)
+    clientid: str = Field(default="", max_length=32)
+    type: str = Field(default="", max_length=32)
+
+    def stream_path(self) -> StreamPath:
+        return parse_nginx_name(self.app, self.name)
+
+
+
+class StreamOptions(BaseModel):
+    """Per-stream options, from the publish URL's query (``?segment_seconds=4&target_language=fr``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    segment_seconds: float | None = Field(None, gt=0.5, le=60)
+    target_language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
+    voice_profile: str | None = Field(None, pattern=r"^[a-z0-9_-]{1,32}$")
+
+
+
+class StreamRecord(BaseModel):
+    """The registry's view of a stream, as ``GET /v1/streams/<id>`` shows it."""
+
+    stream_id: str
+    state: StreamState
+    job_id: str
+    generation: int = 1
+    resumes: int = 0  # times a re-publish resumed this job (numbering went on)
+    source: str = ""
+    created_at: float
+    updated_at: float
+    live_at: float | None = None
+    draining_at: float | None = None
+    ended_at: float | None = None
+    reader_connected_at: float | None = None
+    reason: str | None = None
+    last_error: str | None = None
+    stop_requested: bool = False
+    segment_count: int = 0
+    media_seconds: float = 0.0
+    media_bytes: int = 0
+    # Pipeline: media time 0 is at wall time origin_at; the output runs output_delay_s behind.
+    origin_at: float | None = None
+    output_delay_s: float | None = None
+    segment_seconds: float | None = None
+    target_language: str | None = None
+    voice_profile: str | None = None
+    segments_final: int | None = None  # set when the input has ended: how many segments there are
+    output_url: str | None = None
+    published_count: int = 0
+    publisher_state: str | None = None
+    publisher_reason: str | None = None
+    last_glass_to_glass_s: float | None = None
+    last_av_offset_start_ms: float | None = None
+    last_av_offset_end_ms: float | None = None
+    # Job bookkeeping: leases and heartbeats, reader parts, re-publish epochs.
+    input_url: str | None = None
+    heartbeat_at: float | None = None  # the ingest job's last beat
+    publisher_heartbeat_at: float | None = None
+    ended_input_at: float | None = None
+    ingest_part: int = 0  # reader runs of this job so far (a part per run)
+    ingest_restarts: int = 0  # times the publisher ran a dead ingest job again
+    served_epoch: int | None = None  # the re-publish epoch a reader run took on
+    publisher_sealed: bool = False  # the publisher is done: a re-publish starts a new generation
+    segments: list[Segment] = Field(default_factory=list)
+
+    @classmethod
+    def from_redis(cls, fields: dict[str, str], segments: list[Segment] | None = None) -> StreamRecord:
+        data: dict[str, Any] = {k: v for k, v in fields.items() if v != ""}
+        for flag in ("stop_requested", "publisher_sealed"):
+            data[flag] = data.get(flag) == "1"
+        return cls(**data, segments=segments or [])
+
+    @property
+    def input_ended(self) -> bool:
+        """The ingest side is done (the publisher now owns the stream's end)."""
+        return self.segments_final is not None

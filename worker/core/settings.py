@@ -1,0 +1,102 @@
+"""The one settings module. Every setting is read from the environment (prefix ``LIVEDUB_``) when
+:func:`load_settings` is called, never at import time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MediaServerKind = Literal["nginx-rtmp", "mediamtx"]
+
+
+class Settings(BaseSettings):
+    """Deployment settings. ``.env.example`` in ``compose/`` lists every one of them."""
+
+    model_config = SettingsConfigDict(env_prefix="LIVEDUB_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Shared secret for media-server hooks; read from the env or from a file.
+    hook_secret: SecretStr | None = None
+    hook_secret_file: Path | None = None
+    # A deployment with no secret must say so explicitly.
+    hook_insecure: bool = False
+
+    media_server: MediaServerKind = "nginx-rtmp"
+    # Base RTMP URL of the media server, as the workers reach it.
+    rtmp_url: str = "rtmp://127.0.0.1:1935"
+    # What the dashboard shows users: the RTMP base they can reach, and an HLS preview URL with {id}
+    # (MediaMTX: http://HOST:8888/live/{id}/out/index.m3u8).
+    public_rtmp_url: str | None = None
+    hls_url_template: str | None = None
+    store_dir: Path = Path(".livedub/store")
+    store_ttl_s: int = 3600
+
+    segment_seconds: float = Field(6.0, gt=0.5, le=60)
+    heartbeat_interval_s: float = Field(2.0, gt=0)
+    heartbeat_ttl_s: float = Field(10.0, gt=0)
+    # A job nobody picked up within this time fails ("no ingest worker").
+    start_timeout_s: float = Field(30.0, gt=0)
+    # How often the API fails streams whose job stopped heartbeating (0: never; tests call it).
+    reconcile_interval_s: float = Field(2.0, ge=0)
+    # After a stop hook, how long the reader may take to see the end before it is stopped.
+    drain_timeout_s: float = Field(15.0, gt=0)
+    # A publisher that drops and re-publishes the same id within this time after its input ended
+    # resumes the stream (same job, numbering goes on, the output stays published).
+    republish_grace_s: float = Field(8.0, ge=0, le=60)
+    # How long the nginx-rtmp publish hook holds its answer waiting for the job's reader.
+    reader_wait_s: float = Field(5.0, ge=0)
+    # ffmpeg read timeout: a publisher that stops sending without closing.
+    read_timeout_s: float = Field(10.0, gt=0)
+    max_hook_body_bytes: int = 16 * 1024
+    record_ttl_s: int = 24 * 3600
+
+    # Pipeline. The output runs segment_seconds + latency_budget_s behind the input.
+    latency_budget_s: float = Field(2.0, ge=0.2, le=60)
+    # Feed each piece this long before the publisher needs it.
+    publish_margin_s: float = Field(0.3, ge=0, le=5)
+    source_language: str = "en"
+    target_language: str = "es"
+    voice_profile: str = "default"
+    max_stretch: float = Field(1.3, ge=1.0, le=2.0)
+    mix_mode: Literal["duck", "replace"] = "duck"
+    duck_db: float = Field(12.0, ge=0, le=60)
+    audio_bitrate: str = "128k"
+
+    # The STS service.
+    sts_url: str = "http://127.0.0.1:8765"
+    sts_token: SecretStr | None = None
+    sts_token_file: Path | None = None
+    sts_namespace: str = "/"
+
+    ffmpeg_bin: str = "ffmpeg"
+    ffprobe_bin: str = "ffprobe"
+
+    @model_validator(mode="after")
+    def _read_secret_file(self) -> Settings:
+        if self.hook_secret is None and self.hook_secret_file is not None:
+            self.hook_secret = SecretStr(self.hook_secret_file.read_text().strip())
+        if self.sts_token is None and self.sts_token_file is not None:
+            self.sts_token = SecretStr(self.sts_token_file.read_text().strip())
+        return self
+
+    def sts_token_value(self) -> str | None:
+        return self.sts_token.get_secret_value() if self.sts_token is not None else None
+
+    def require_hook_secret(self) -> str | None:
+        """The hook secret, or None when the deployment is explicitly insecure."""
+        if self.hook_secret is not None and self.hook_secret.get_secret_value():
+            return self.hook_secret.get_secret_value()
+        if self.hook_insecure:
+            return None
+        raise RuntimeError(
+            "no hook secret: set LIVEDUB_HOOK_SECRET or LIVEDUB_HOOK_SECRET_FILE "
+            "(or LIVEDUB_HOOK_INSECURE=true for a throwaway local setup)"
+        )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, with explicit overrides winning."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,136 @@
+"""Timing math for A/V sync and deadlines. Pure functions, integer arithmetic where it matters.
+
+Audio boundaries sit on AAC frames (1024 samples) computed from absolute video time, so the boundary
+between pieces k and k+1 is one function of that video time and both neighbours agree on it.
+Rounding is half-up on exact integers (microseconds), never float ``round()`` (round-half-even once
+duplicated a frame).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+AUDIO_RATE = 48000
+AAC_FRAME = 1024
+# Every piece is shifted by this much so that no timestamp sits near zero, where ffmpeg's -copyts
+# input handling moves the first frame; all pieces share it, so the output is continuous.
+TS_OFFSET_S = 10
+
+
+def to_us(t_s: float) -> int:
+    """Seconds (from ffprobe's decimal text, microsecond precision) to integer microseconds."""
+    return int(round(t_s * 1_000_000))
+
+
+def audio_boundary(t_us: int, rate: int = AUDIO_RATE, frame: int = AAC_FRAME) -> int:
+    """The sample index of the AAC frame boundary nearest to video time ``t_us`` (half rounds up)."""
+    if t_us < 0:
+        raise ValueError("times before the stream start have no audio boundary")
+    unit = frame * 1_000_000
+    return frame * ((t_us * rate + unit // 2) // unit)
+
+
+def samples_to_s(samples: int, rate: int = AUDIO_RATE) -> float:
+    return samples / rate
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """How dubbed audio of ``dub`` samples fills a slot of ``slot`` samples."""
+
+    ratio: float  # atempo factor (1.0: none)
+    pad: int  # silence added after the (stretched) dub, in samples
+    trim: int  # samples cut from the end: the last resort
+
+    @property
+    def stretched(self) -> bool:
+        return self.ratio > 1.0
+
+
+def fit_plan(dub: int, slot: int, max_ratio: float) -> FitPlan:
+    """Too long: speed up, at most ``max_ratio``; then trim what still overflows. Too short: pad."""
+    if slot <= 0:
+        raise ValueError("empty slot")
+    if max_ratio < 1.0:
+        raise ValueError("max_ratio below 1 would slow speech down")
+    if dub <= slot:
+        return FitPlan(1.0, slot - dub, 0)
+    if dub <= slot * max_ratio:
+        return FitPlan(dub / slot, 0, 0)  # stretched to fill the slot exactly
+    after = math.ceil(dub / max_ratio - 1e-9) if max_ratio > 1.0 else dub
+    return FitPlan(max_ratio, 0, after - slot)
+
+
+def slice_plan(track_bytes: int, b0: int, b1: int, frame_bytes: int) -> tuple[int, int]:
+    """Samples [b0, b1) of a PCM track of ``track_bytes`` bytes: (bytes to copy from sample b0 on, bytes of
+    silence after them, where the track has nothing yet). Pure."""
+    if b1 < b0 or b0 < 0:
+        raise ValueError("slice ends before it starts, or starts before the track")
+    need = (b1 - b0) * frame_bytes
+    have = max(0, track_bytes // frame_bytes - b0) * frame_bytes
+    copy = min(need, have)
+    return copy, need - copy
+
+
+def output_delay_s(segment_s: float, budget_s: float) -> float:
+    """Fixed per stream: one segment (it must be complete before work starts) plus the budget.
+    ``segment_s`` is the longer of the configured length and the first segment's real length."""
+    return segment_s + budget_s
+
+
+def piece_deadline(origin_wall: float, start_s: float, delay_s: float, margin_s: float) -> float:
+    """Wall time by which piece k must be fed to the publisher so its output never stalls."""
+    return origin_wall + start_s + delay_s - margin_s
+
+
+def poll_delay(now: float, deadline: float | None, fine_s: float = 0.02, coarse_s: float = 0.1) -> float:
+    """How long the publisher waits before it looks at a piece again: coarse while the deadline is far
+    (or unknown), fine near it, so a stream's idle polling stays cheap. Pure."""
+    if deadline is None:
+        return coarse_s
+    return max(fine_s, min(coarse_s, deadline - now - fine_s))
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """Where a segment sits: its span on the stream's timeline, its audio samples [b0, b1) in the reader's
+    own clock (the continuous track), and the wall time by which its piece must be fed."""
+
+    start_s: float
+    end_s: float
+    b0: int
+    b1: int
+    deadline_at: float
+
+    @property
+    def samples(self) -> int:
+        return self.b1 - self.b0
+
+
+def plan_segment(local: tuple[float, float], offset_s: float, origin_at: float, delay_s: float,
+                 margin_s: float) -> SegmentPlan:
+    """Place a segment whose video spans ``local`` in its reader's clock. Pure."""
+    b0, b1 = audio_boundary(to_us(local[0])), audio_boundary(to_us(local[1]))
+    start, end = local[0] + offset_s, local[1] + offset_s
+    return SegmentPlan(start, end, b0, b1, piece_deadline(origin_at, start, delay_s, margin_s))
+
+
+def first_placement(now: float, local: tuple[float, float], segment_s: float, budget_s: float) -> tuple[float, float]:
+    """(origin_at, delay_s) of a stream from its first segment, which completed at ``now``: its end is
+    "now" on the input's clock. Keyframes further apart than configured make longer segments: the delay
+    covers them. Pure."""
+    return now - local[1], output_delay_s(max(segment_s, local[1] - local[0]), budget_s)
+
+
+def resumed_offset(now: float, origin_at: float, local: tuple[float, float], last_end_s: float) -> float:
+    """Where a resumed reader's clock (restarted at 0) starts on the stream's timeline: media time follows
+    the wall clock, so the output keeps its delay, with a gap for what was lost, never overlapping what
+    is already placed (``last_end_s``). Pure."""
+    return max(now - origin_at - local[1], last_end_s - local[0])
+
+
+def planned_av_offsets_ms(local: tuple[float, float], b0: int, b1: int, rate: int = AUDIO_RATE) -> tuple[float, float]:
+    """(start, end) offset of a piece's audio against its video, in ms, as the pipeline places them:
+    audio starts at sample ``b0`` and ends at ``b1`` of the reader's clock, video spans ``local``. Pure."""
+    return (b0 / rate - local[0]) * 1000, (b1 / rate - local[1]) * 1000

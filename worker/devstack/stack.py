@@ -1,0 +1,245 @@
+"""`livedub up`: the whole local stack as real child processes, started in order, stopped in reverse.
+
+redis-server -> API (gunicorn) -> nginx-rtmp (its hooks call the API) -> Celery workers (one per
+queue) -> Flower. Each is started, then polled until ready, with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+
+from worker.core.queues import ALL_QUEUES, INGEST, PUBLISH
+from worker.devstack import nginx_conf
+from worker.devstack.children import Children, free_port, port_open
+from worker.media.procs import ProcessRunner, wait_until
+
+log = logging.getLogger(__name__)
+# Long-lived per-stream jobs wait on ffmpeg: threads. CPU stages: processes.
+POOL_KIND = {INGEST: ("threads", 16), PUBLISH: ("threads", 16)}
+DEFAULT_POOL = ("prefork", 2)
+# glibc raises its mmap threshold (up to 32 MB) the first time a large mmapped block is freed, and its
+# trim threshold to twice that: from then on every thread's arena keeps megabytes of freed memory, and
+# the thread-pool workers' RSS grows for minutes. A fixed threshold (its default) turns that off.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
+@dataclass
+class StackConfig:
+    run_dir: Path
+    rtmp_port: int = 1935
+    api_port: int = 8080
+    http_port: int = 8081
+    redis_port: int = 6379
+    flower_port: int = 5555
+    flower: bool = False
+    redis_url: str | None = None  # external Redis: start none
+    hook_secret: str | None = None
+    sts_port: int = 8765
+    engine: str = "offline"  # the STS engine livedub up starts: offline | echo
+    sts_url: str | None = None  # an STS service that already runs: start none
+    sts_token: str | None = None
+    host: str = "127.0.0.1"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def resolve_ports(self) -> None:
+        """0 means "pick a free port", so stacks can run side by side."""
+        for name in ("rtmp_port", "api_port", "http_port", "redis_port", "flower_port", "sts_port"):
+            if getattr(self, name) == 0:
+                setattr(self, name, free_port(self.host))
+
+
+class LocalStack:
+    def __init__(self, cfg: StackConfig, runner: ProcessRunner | None = None) -> None:
+        self.cfg = cfg
+        self.procs = Children(cfg.run_dir / "logs", self.env, runner)
+        self.tag = uuid.uuid4().hex[:6]
+        self.secret = cfg.hook_secret or secrets.token_hex(16)
+        # With no STS URL, livedub up runs the service and makes a random key for both sides.
+        self.sts_token = cfg.sts_token if cfg.sts_url else (cfg.sts_token or secrets.token_hex(16))
+
+    # urls -------------------------------------------------------------------
+    @property
+    def redis_url(self) -> str:
+        return self.cfg.redis_url or f"redis://{self.cfg.host}:{self.cfg.redis_port}/0"
+
+    @property
+    def sts_url(self) -> str:
+        return self.cfg.sts_url or f"http://{self.cfg.host}:{self.cfg.sts_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.cfg.host}:{self.cfg.api_port}"
+
+    @property
+    def rtmp_url(self) -> str:
+        return f"rtmp://{self.cfg.host}:{self.cfg.rtmp_port}"
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "api_url": self.api_url,
+            "rtmp_url": self.rtmp_url,
+            "redis_url": self.redis_url,
+            "sts_url": self.sts_url,
+            "engine": None if self.cfg.sts_url else self.cfg.engine,
+            "flower_url": f"http://{self.cfg.host}:{self.cfg.flower_port}" if self.cfg.flower else None,
+            "stat_url": f"http://{self.cfg.host}:{self.cfg.http_port}/stat",
+            "ingest_url_template": f"{self.rtmp_url}/live//<id>/in",
+            "output_url_template": f"{self.rtmp_url}/live//<id>/out",
+            "dashboard_url": f"{self.api_url}/dashboard",
+            "hook_secret_file": str(self.cfg.run_dir / "hook_secret"),
+            "sts_token_file": str(self.cfg.run_dir / "sts_token") if self.sts_token else None,
+            "worker_names": {q: self.worker_name(q) for q in ALL_QUEUES},
+            "pid": os.getpid(),
+        }
+
+    def worker_name(self, queue: str) -> str:
+        return f"{queue}-{self.tag}@{socket.gethostname()}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            LIVEDUB_REDIS_URL=self.redis_url,
+            LIVEDUB_HOOK_SECRET=self.secret,
+            LIVEDUB_RTMP_URL=self.rtmp_url,
+            LIVEDUB_MEDIA_SERVER="nginx-rtmp",
+            LIVEDUB_STORE_DIR=str(self.cfg.run_dir / "store"),
+            LIVEDUB_STS_URL=self.sts_url,
+            PYTHONUNBUFFERED="1",
+        )
+        for k, v in MALLOC_ENV.items():
+            env.setdefault(k, v)
+        if self.sts_token:
+            env["LIVEDUB_STS_TOKEN"] = self.sts_token
+        if self.cfg.engine == "offline" and not self.cfg.sts_url:
+            # Real ASR -> MT -> TTS on 2 CPU cores needs about a second per segment: more budget.
+            env.setdefault("LIVEDUB_LATENCY_BUDGET_S", "3.0")
+        env.update(self.cfg.extra_env)
+        return env
+
+    # lifecycle --------------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.cfg
+        cfg.resolve_ports()
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        (cfg.run_dir / "logs").mkdir(exist_ok=True)
+        for name, value in (("hook_secret", self.secret), ("sts_token", self.sts_token)):
+            if value:
+                (cfg.run_dir / name).write_text(value)
+                (cfg.run_dir / name).chmod(0o600)
+        try:
+            if cfg.redis_url is None:
+                self._start_redis()
+            if cfg.sts_url is None:
+                self._start_sts()
+            self._start_api()
+            self._start_nginx()
+            for queue in ALL_QUEUES:
+                self._start_worker(queue)
+            self._wait_workers()
+            if cfg.flower:
+                self._start_flower()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_redis(self) -> None:
+        binary = shutil.which("redis-server") or "redis-server"
+        child = self.procs.spawn("redis", [
+            binary, "--port", str(self.cfg.redis_port), "--bind", self.cfg.host, "--save", "",
+            "--appendonly", "no", "--dir", str(self.cfg.run_dir), "--daemonize", "no",
+        ])
+        self.procs.wait(child, lambda: redis.Redis.from_url(self.redis_url, socket_timeout=1).ping())
+
+    def _start_sts(self) -> None:
+        child = self.procs.spawn("sts", [
+            sys.executable, "-m", "worker.cli", "sts", "--engine", self.cfg.engine, "--host", self.cfg.host,
+            "--port", str(self.cfg.sts_port),
+        ])
+        self.procs.wait(child, lambda: requests.get(f"{self.sts_url}/health", timeout=1).status_code == 200, 60)
+
+    def _start_api(self) -> None:
+        child = self.procs.spawn("api", [
+            sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "2", "--threads", "8",
+            "-b", f"{self.cfg.host}:{self.cfg.api_port}", "--timeout", "60", "api:create_app()",
+        ])
+        self.procs.wait(child, lambda: requests.get(f"{self.api_url}/health", timeout=1).status_code == 200)
+
+    def _start_nginx(self) -> None:
+        run_dir = self.cfg.run_dir
+        for d in nginx_conf.temp_dirs(run_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        conf = nginx_conf.NginxConfig(
+            run_dir=run_dir.resolve(), rtmp_port=self.cfg.rtmp_port, http_port=self.cfg.http_port,
+            api_url=self.api_url, secret=self.secret, rtmp_module=nginx_conf.find_rtmp_module(),
+            bind=self.cfg.host,
+        )
+        path = run_dir / "nginx.conf"
+        path.write_text(nginx_conf.render(conf))
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        child = self.procs.spawn("nginx", [binary, "-p", str(run_dir.resolve()), "-c", str(path.resolve())],
+                            stop_signal=signal.SIGQUIT)
+        self.procs.wait(child, lambda: port_open(self.cfg.host, self.cfg.rtmp_port))
+
+    def _start_worker(self, queue: str) -> None:
+        pool, concurrency = POOL_KIND.get(queue, DEFAULT_POOL)
+        self.procs.spawn(f"worker-{queue}", [
+            sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queue, "-n", self.worker_name(queue),
+            "-P", pool, "-c", str(concurrency), "-l", "info", "--without-gossip", "--without-mingle", "-E",
+        ])
+
+    def _wait_workers(self, timeout_s: float = 60) -> None:
+        from celery import Celery
+
+        from tasks.config import celery_config
+        from worker.core.settings import load_settings
+
+        client = Celery("livedub-up")
+        client.conf.update(celery_config(load_settings(redis_url=self.redis_url)))
+        wanted = {self.worker_name(q) for q in ALL_QUEUES}
+
+        def all_up() -> bool:
+            for child in self.procs.children:
+                if child.name.startswith("worker-") and child.proc.poll() is not None:
+                    raise RuntimeError(f"{child.name} exited ({child.proc.returncode})")
+            replies = client.control.ping(timeout=0.5) or []
+            return wanted <= {name for r in replies for name in r}
+
+        try:
+            wait_until(all_up, timeout_s, interval_s=0.3, what="Celery workers on every queue")
+        finally:
+            client.close()
+
+    def _start_flower(self) -> None:
+        # Local stack: Flower binds to 127.0.0.1 and its API is open (flower 2.2 answers 401 on /api/*
+        # otherwise). compose/ runs it with basic auth.
+        child = self.procs.spawn("flower", [
+            sys.executable, "-m", "celery", "-A", "tasks", "flower", f"--address={self.cfg.host}",
+            f"--port={self.cfg.flower_port}",
+        ], env={"FLOWER_UNAUTHENTICATED_API": "true"})
+        url = f"http://{self.cfg.host}:{self.cfg.flower_port}/"
+        self.procs.wait(child, lambda: requests.get(url, timeout=1).status_code == 200)
+
+    def write_state(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state(), indent=2))
+        tmp.replace(path)
+
+    def restart_dead(self, max_restarts: int = 5) -> list[str]:
+        return self.procs.restart_dead(max_restarts)
+
+    def stop(self) -> None:
+        self.procs.stop()

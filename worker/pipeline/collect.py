@@ -1,0 +1,65 @@
+"""collect-dubbed-audio: fit the dub to its segment's exact slot and mix it over the original audio."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from worker.core.messages import DubAudio, DubbedSegment, FittedSegment
+from worker.core.segments import Reason, ReasonCode
+from worker.core.settings import Settings
+from worker.core.timing import AUDIO_RATE, fit_plan
+from worker.media.pieces import FRAME_BYTES, fit_args
+from worker.media.run import MediaError, run_media
+from worker.media.wav import wav_params
+from worker.pipeline.outcome import expired, give_up
+from worker.state.registry import StreamRegistry
+from worker.state.store import LocalSegmentStore
+
+
+def dub_samples_48k(path: Path, dub: DubAudio, ffprobe: str) -> int:
+    """Length of the dubbed audio in 48 kHz samples."""
+    if dub.format == "pcm_s16le":
+        return path.stat().st_size // (2 * dub.channels) * AUDIO_RATE // dub.sample_rate_hz
+    if dub.format == "wav":
+        rate, _, frames = wav_params(path)
+        return frames * AUDIO_RATE // rate
+    seconds = float(run_media([ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                               str(path)]).strip() or 0)
+    return int(seconds * AUDIO_RATE)
+
+
+def fit_and_mix(dubbed: DubbedSegment, store: LocalSegmentStore, registry: StreamRegistry, settings: Settings,
+                clock: Callable[[], float] = time.time) -> FittedSegment:
+    """The collect stage. A segment that already fell back, or is past its deadline, passes through."""
+    work = dubbed.work
+    passed = FittedSegment(work=work, timings_ms=dubbed.timings_ms, fallback=dubbed.fallback)
+    if dubbed.fallback or expired(work, clock()):
+        return passed
+    started = clock()
+    orig = store.path(work.orig_key)
+    out = orig.with_name(f"fit_{work.sequence:05d}.pcm")
+    dub = dubbed.dub
+    dub_path = store.path(dub.key) if dub is not None else None
+    try:
+        ratio, trimmed = 1.0, 0
+        if dub is not None and dub_path is not None:
+            plan = fit_plan(dub_samples_48k(dub_path, dub, settings.ffprobe_bin), work.audio_samples,
+                            settings.max_stretch)
+            ratio, trimmed = plan.ratio, plan.trim
+        run_media(fit_args(settings.ffmpeg_bin, dub_path, dub.format if dub else "wav",
+                           dub.sample_rate_hz if dub else AUDIO_RATE, dub.channels if dub else 2, orig,
+                           work.audio_samples, ratio, settings.mix_mode, settings.duck_db, out))
+        if out.stat().st_size != work.audio_samples * FRAME_BYTES:
+            raise MediaError(f"fitted audio is {out.stat().st_size // FRAME_BYTES} samples, "
+                             f"not {work.audio_samples}")
+    except (MediaError, OSError, ValueError) as exc:
+        return passed.model_copy(update={"fallback": give_up(work, registry,
+                                                             Reason(ReasonCode.COLLECT_FAILED, str(exc)))})
+    elapsed = clock() - started
+    registry.metrics.observe("livedub_stage_duration_seconds", elapsed, stage="collect")
+    registry.update_segment(work.stream_id, work.sequence, stretch_ratio=round(ratio, 4),
+                            trimmed_s=round(trimmed / AUDIO_RATE, 3), timings_ms={"collect": elapsed * 1000})
+    return FittedSegment(work=work, timings_ms=dubbed.timings_ms | {"collect": elapsed * 1000},
+                         fit_key=store.key_of(out))

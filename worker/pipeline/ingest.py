@@ -1,0 +1,256 @@
+"""The per-stream job: one ffmpeg reader cuts the live input into segments at keyframes.
+
+It runs without Celery: the task in ``tasks/stream.py`` only builds it and calls :meth:`run`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+from worker.core.models import StreamRecord, StreamState
+from worker.core.naming import rtmp_url
+from worker.core.segments import TERMINAL, Reason, ReasonCode, Segment, SegmentStatus
+from worker.core.settings import Settings
+from worker.media.procs import ProcessRunner, stop_process
+from worker.media.run import NoVideo
+from worker.media.segmenter import PROGRESS, SEGMENT_LIST, parse_segment_list, progress_out_time_s, segmenter_args
+from worker.pipeline.ingest_outcome import JobOutcome, Stop, StopCause, job_outcome
+from worker.pipeline.supervisor import PUBLISHER, LeaseWatcher
+from worker.state.registry import StreamRegistry
+from worker.state.store import LocalSegmentStore
+
+log = logging.getLogger(__name__)
+POLL_S = 0.2
+
+__all__ = ["JobOutcome", "StreamJob"]
+
+
+class StreamJob:
+    def __init__(
+        self,
+        stream_id: str,
+        job_id: str,
+        *,
+        registry: StreamRegistry,
+        store: LocalSegmentStore,
+        settings: Settings,
+        runner: ProcessRunner | None = None,
+        make_preparer: Callable[[Path, Callable[[], bool]], Callable[[Segment], None]] | None = None,
+        restart_publisher: Callable[[], None] | None = None,
+        shutdown: threading.Event | None = None,
+        resume: int = 0,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.stream_id = stream_id
+        self.job_id = job_id
+        self.registry = registry
+        self.store = store
+        self.settings = settings
+        self.runner = runner or ProcessRunner()
+        self.make_preparer = make_preparer
+        self.publisher_watch = LeaseWatcher(registry, stream_id, PUBLISHER, settings.heartbeat_ttl_s,
+                                            restart_publisher, registry.clock) if restart_publisher else None
+        self.on_segment: Callable[[Segment], None] | None = None
+        self.fatal: Stop | None = None
+        self.first_seq = 0
+        self.resume = resume  # > 0: this run was started by the n-th re-publish of the stream
+        self.epoch = 0  # resumes when this run began: a later re-publish takes the stream over
+        self.shutdown = shutdown or threading.Event()
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.seen = 0
+        self.live = False
+        # The lease names this process's run of the job, so a redelivered copy of the same job
+        # (same job id, another worker) is told apart and refused.
+        self.holder = f"{job_id}.{uuid.uuid4().hex[:8]}"
+
+    def _ours(self, rec: StreamRecord | None) -> bool:
+        return rec is not None and rec.job_id == self.job_id and rec.state.active
+
+    def run(self) -> JobOutcome:
+        if not self._ours(self.registry.get(self.stream_id, with_segments=False)):
+            return JobOutcome(None, "superseded: the stream has another job or is over", 0)
+        if not self._take_lease():
+            return JobOutcome(None, "duplicate: another process runs this job", 0)
+        rec = self.registry.get(self.stream_id)  # again: the run it waited for added segments
+        if rec is None or not self._ours(rec) or not self._claim_epoch(rec):
+            self.registry.release(self.stream_id, self.holder)
+            return JobOutcome(None, "superseded: another run took this re-publish", 0)
+        self.store.sweep()  # drop the files of streams whose TTL ran out
+        out_dir = self.store.job_dir(self.stream_id, self.job_id)
+        part = (self.registry.incr(self.stream_id, "ingest_part") or 1) - 1
+        if part:  # the job runs again (its worker died, or the input was re-published): go on
+            out_dir = out_dir / f"part{part}"
+            out_dir.mkdir(exist_ok=True)
+            self.first_seq = rec.segment_count
+            self.live = rec.state is StreamState.LIVE
+            self._fail_unprepared(rec.segments)
+        url = rtmp_url(self.settings.rtmp_url, self.stream_id, "in")
+        seconds = rec.segment_seconds or self.settings.segment_seconds
+        args = segmenter_args(url, out_dir, seconds, self.settings.read_timeout_s, self.settings.ffmpeg_bin,
+                              audio_track=self.make_preparer is not None, start_number=self.first_seq)
+        self.registry.set_fields(self.stream_id, heartbeat_at=self.registry.clock(), input_url=url,
+                                 segment_seconds=seconds)
+        with open(out_dir / "ffmpeg.log", "wb") as errlog:
+            proc = self.runner.start(args, stderr=errlog)
+            if self.make_preparer is not None:
+                self.on_segment = self.make_preparer(out_dir, lambda: proc.poll() is None)
+            try:
+                stop = self._watch(proc, out_dir)
+            finally:
+                stop_process(proc, signal.SIGTERM, grace_s=3)
+        if self.fatal is None and stop.cause is not StopCause.LOST:
+            self._scan(out_dir)
+        stop = self.fatal or stop
+        outcome = job_outcome(stop, proc.returncode, self.first_seq + self.seen, self.seen,
+                              _tail(out_dir / "ffmpeg.log"))
+        self._record_outcome(outcome, lost=stop.cause is StopCause.LOST)
+        self.registry.release(self.stream_id, self.holder)
+        return outcome
+
+    def _record_outcome(self, outcome: JobOutcome, lost: bool) -> None:
+        if outcome.state is None:
+            return
+        if lost:
+            self.registry.record_lost(self.stream_id, self.job_id, outcome.reason)
+            return
+        self.store.expire(self.stream_id, self.job_id, self.settings.store_ttl_s)
+        total = self.first_seq + self.seen
+        pieces = bool(total) and self.on_segment is not None
+        # With pieces to put out, the publisher ends the stream after the last one.
+        state = StreamState.DRAINING if pieces and outcome.state is StreamState.ENDED else outcome.state
+        if not self.registry.end_input(self.stream_id, self.job_id, self.epoch, total if pieces else None,
+                                       outcome.reason, state):
+            log.info("%s: the input came back (re-published) or the stream moved on; run done", self.stream_id)
+
+    def _take_lease(self) -> bool:
+        """A previous generation may still be draining, or (re-publish) this job's previous run may
+        still be reading the end of its input: wait for its lease, bounded."""
+        deadline = self.monotonic() + self.settings.drain_timeout_s
+        while not self.registry.lease(self.stream_id, self.holder, self.settings.heartbeat_ttl_s):
+            owner = self.registry.lease_owner(self.stream_id) or ""
+            if (owner.split(".")[0] == self.job_id and not self.resume) or self.monotonic() > deadline:
+                return False
+            self.sleep(POLL_S)
+        return True
+
+    def _claim_epoch(self, rec: StreamRecord) -> bool:
+        """Under the lease: note which re-publish this run serves. A run for re-publish n that finds
+        a later one, or one already served, stands down."""
+        self.epoch = rec.resumes
+        served = rec.served_epoch if rec.served_epoch is not None else -1
+        if self.resume and (self.resume != self.epoch or served >= self.epoch):
+            return False
+        self.registry.set_fields(self.stream_id, served_epoch=self.epoch)
+        return True
+
+    def _watch(self, proc: subprocess.Popen[bytes], out_dir: Path) -> Stop:
+        """Poll until ffmpeg exits: heartbeat, segments, stop requests and the publisher's health."""
+        next_beat = 0.0
+        draining_since: float | None = None
+        interrupted = False
+        redis_down_since: float | None = None
+        while proc.poll() is None:
+            now = self.monotonic()
+            try:
+                rec = self.registry.get(self.stream_id, with_segments=False)
+                redis_down_since = None
+            except redis.RedisError:
+                # Redis restarting: keep reading the input, bounded; Celery and redis-py reconnect.
+                redis_down_since = redis_down_since or now
+                if now - redis_down_since > 3 * self.settings.heartbeat_ttl_s:
+                    return Stop(StopCause.REGISTRY_UNREACHABLE,
+                                f"registry unreachable for {now - redis_down_since:.0f}s")
+                self.sleep(POLL_S)
+                continue
+            if rec is None:
+                return Stop(StopCause.LOST)
+            if rec.job_id != self.job_id:
+                return Stop(StopCause.SUPERSEDED)
+            if now >= next_beat:
+                if not self.registry.lease(self.stream_id, self.holder, self.settings.heartbeat_ttl_s):
+                    return Stop(StopCause.SUPERSEDED)
+                self.registry.set_fields(self.stream_id, heartbeat_at=self.registry.clock())
+                next_beat = now + self.settings.heartbeat_interval_s
+                if self.publisher_watch is not None and self.first_seq + self.seen:
+                    self.publisher_watch.check(rec.publisher_heartbeat_at)
+            self._scan(out_dir)
+            if self.fatal is not None:
+                return self.fatal
+            if self.shutdown.is_set():
+                return Stop(StopCause.SHUTDOWN)
+            if rec.stop_requested and not interrupted:
+                interrupted = True
+                proc.send_signal(signal.SIGINT)  # ffmpeg closes the current segment cleanly
+            if rec.state is StreamState.DRAINING:
+                draining_since = draining_since if draining_since is not None else now
+                if now - draining_since > self.settings.drain_timeout_s:
+                    return Stop(StopCause.STOPPED_BY_OPERATOR if interrupted else StopCause.DRAIN_TIMEOUT)
+            self.sleep(POLL_S)
+        return Stop(StopCause.STOPPED_BY_OPERATOR if interrupted else StopCause.INPUT_ENDED)
+
+    def _fail(self, seg: Segment, reason: Reason) -> None:
+        self.registry.update_segment(self.stream_id, seg.sequence, status=SegmentStatus.FAILED, **reason.fields())
+        self.registry.metrics.count("livedub_segments_total", status=SegmentStatus.FAILED)
+
+    def _fail_unprepared(self, segments: list[Segment]) -> None:
+        """Segments the dead worker registered but never finished preparing can't be published."""
+        for seg in segments:
+            if seg.fallback_piece is None and seg.status not in TERMINAL:
+                self._fail(seg, Reason(ReasonCode.LOST_WITH_WORKER,
+                                       "lost with its ingest worker before it was prepared"))
+
+    def _scan(self, out_dir: Path) -> None:
+        """Register the segments the reader completed since the last scan, and prepare each."""
+        if not self.live and _media_arrived(out_dir):
+            self.live = self.registry.mark_live(self.stream_id, self.job_id)
+        try:
+            text = (out_dir / SEGMENT_LIST).read_text()
+        except FileNotFoundError:
+            return
+        for entry in parse_segment_list(text)[self.seen :]:
+            seg = Segment(sequence=entry.sequence, start_s=entry.start_s, end_s=entry.end_s,
+                          file=self.store.key_of(out_dir / entry.file))
+            self.registry.add_segment(self.stream_id, seg, (out_dir / entry.file).stat().st_size)
+            self.seen += 1
+            if self.on_segment is not None:
+                self._prepare(seg)
+
+    def _prepare(self, seg: Segment) -> None:
+        assert self.on_segment is not None
+        try:
+            self.on_segment(seg)
+        except NoVideo as exc:
+            self.fatal = Stop(StopCause.FATAL, str(exc))
+            self._fail(seg, Reason(ReasonCode.NO_VIDEO, str(exc)))
+        except Exception as exc:
+            log.exception("%s: segment %d could not be prepared", self.stream_id, seg.sequence)
+            self._fail(seg, Reason(ReasonCode.PREPARE_FAILED, str(exc)))
+
+
+def _media_arrived(out_dir: Path) -> bool:
+    try:
+        with open(out_dir / PROGRESS, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(f.tell() - 600, 0))
+            return progress_out_time_s(f.read().decode(errors="replace")) > 0
+    except FileNotFoundError:
+        return False
+
+
+def _tail(path: Path, n: int = 300) -> str:
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return "no log"
+    return text[-n:].replace("\n", " | ") or "no output"

@@ -1,0 +1,141 @@
+"""Segment extraction: turn a completed segment into chain work and a fallback piece.
+
+For each segment: probe its video span, place it on the stream's timeline with its audio boundaries on
+AAC frames (:func:`plan_segment`), cut its original audio from the continuous track, record it, start
+its chain, then build its fallback piece (the original audio, aligned the same way), so the publisher
+always has something for every deadline. Each step is a function of its own; the benchmark calls them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from worker.core.messages import SegmentWork
+from worker.core.segments import Segment
+from worker.core.settings import Settings
+from worker.core.timing import (
+    first_placement,
+    output_delay_s,
+    plan_segment,
+    planned_av_offsets_ms,
+    resumed_offset,
+    slice_plan,
+)
+from worker.media.pieces import FRAME_BYTES, parse_video_span, piece_args, video_span_args
+from worker.media.run import NoVideo, run_media
+from worker.state.registry import StreamRegistry
+from worker.state.store import LocalSegmentStore
+
+log = logging.getLogger(__name__)
+AUDIO_TRACK = "audio.pcm"
+CHUNK_BYTES = 64 * 1024
+
+
+@dataclass
+class StreamPlan:
+    segment_seconds: float
+    source_language: str
+    target_language: str
+    voice_profile: str
+
+
+def probe_video_span(segment: Path, ffprobe: str) -> tuple[float, float]:
+    """(first pts, end) of a segment's video in its reader's clock; NoVideo when it has none."""
+    span = parse_video_span(run_media(video_span_args(ffprobe, segment), 30))
+    if span is None:
+        raise NoVideo("input has no video track livedub can read: it dubs H.264 video streams "
+                      "(H.265 over enhanced RTMP does not pass nginx-rtmp)")
+    return span
+
+
+def copy_samples(track: Path, b0: int, b1: int, dest: Path) -> None:
+    """Samples [b0, b1) of a PCM track into ``dest``, silence where the track has none. Copied in small
+    chunks: many stream threads allocating megabyte buffers each segment make a worker's memory grow."""
+    size = track.stat().st_size if track.exists() else 0
+    copy, pad = slice_plan(size, b0, b1, FRAME_BYTES)
+    with open(dest, "wb") as out:
+        if copy:
+            with open(track, "rb") as f:
+                f.seek(b0 * FRAME_BYTES)
+                while copy > 0 and (chunk := f.read(min(CHUNK_BYTES, copy))):
+                    out.write(chunk)
+                    copy -= len(chunk)
+            pad += copy  # the track was shorter than its size said
+        while pad > 0:
+            out.write(bytes(min(CHUNK_BYTES, pad)))
+            pad -= min(CHUNK_BYTES, pad)
+
+
+class SegmentPreparer:
+    def __init__(
+        self, stream_id: str, job_id: str, out_dir: Path, *, registry: StreamRegistry, store: LocalSegmentStore,
+        settings: Settings, plan: StreamPlan, start_chain: Callable[[SegmentWork], None],
+        start_publisher: Callable[[], None], reader_alive: Callable[[], bool],
+        clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.stream_id, self.job_id, self.out_dir = stream_id, job_id, out_dir
+        self.registry, self.store, self.settings, self.plan = registry, store, settings, plan
+        self.start_chain, self.start_publisher, self.reader_alive = start_chain, start_publisher, reader_alive
+        self.clock, self.sleep = clock, sleep
+        self.origin_at: float | None = None
+        self.offset_s = 0.0
+        self.delay_s = output_delay_s(plan.segment_seconds, settings.latency_budget_s)
+
+    def __call__(self, seg: Segment) -> None:
+        completed_at = self.clock()
+        seg_path = self.store.path(seg.file)
+        local = probe_video_span(seg_path, self.settings.ffprobe_bin)
+        if self.origin_at is None:
+            self.place(self.clock(), local)
+        assert self.origin_at is not None
+        plan = plan_segment(local, self.offset_s, self.origin_at, self.delay_s, self.settings.publish_margin_s)
+        orig_path = self.out_dir / f"orig_{seg.sequence:05d}.pcm"
+        self.wait_for_audio(plan.b1)
+        copy_samples(self.out_dir / AUDIO_TRACK, plan.b0, plan.b1, orig_path)
+        extract_s = self.clock() - completed_at
+        av_start, av_end = planned_av_offsets_ms(local, plan.b0, plan.b1)
+        self.registry.update_segment(self.stream_id, seg.sequence, start_s=plan.start_s, end_s=plan.end_s,
+                                     audio_start_sample=plan.b0, audio_samples=plan.samples,
+                                     deadline_at=plan.deadline_at, completed_at=completed_at,
+                                     av_offset_start_ms=round(av_start, 3), av_offset_end_ms=round(av_end, 3),
+                                     timings_ms={"extract": extract_s * 1000})
+        self.registry.metrics.observe("livedub_stage_duration_seconds", extract_s, stage="extract")
+        self.start_chain(SegmentWork(
+            stream_id=self.stream_id, job_id=self.job_id, sequence=seg.sequence, segment_key=seg.file,
+            orig_key=self.store.key_of(orig_path), start_s=plan.start_s, end_s=plan.end_s,
+            audio_start_sample=plan.b0, audio_samples=plan.samples, deadline_at=plan.deadline_at,
+            source_language=self.plan.source_language, target_language=self.plan.target_language,
+            voice_profile=self.plan.voice_profile, ts_offset_s=self.offset_s,
+        ))
+        fallback = self.out_dir / f"fallback_{seg.sequence:05d}.ts"
+        run_media(piece_args(self.settings.ffmpeg_bin, seg_path, orig_path, plan.b0, fallback,
+                             self.settings.audio_bitrate, self.offset_s))
+        self.registry.update_segment(self.stream_id, seg.sequence, fallback_piece=self.store.key_of(fallback))
+
+    def place(self, now: float, local: tuple[float, float]) -> None:
+        """Put this reader's clock on the stream's timeline, once, at its first segment."""
+        rec = self.registry.get(self.stream_id, with_segments=False)
+        if rec is None or rec.origin_at is None:
+            self.origin_at, self.delay_s = first_placement(now, local, self.plan.segment_seconds,
+                                                           self.settings.latency_budget_s)
+            self.registry.set_fields(self.stream_id, origin_at=self.origin_at, output_delay_s=self.delay_s)
+            self.start_publisher()
+            return
+        # A resumed reader (the last ingest worker died, or the input was re-published).
+        self.origin_at, self.delay_s = rec.origin_at, rec.output_delay_s or self.delay_s
+        last_end = max((s.end_s for s in self.registry.segments(self.stream_id) if s.deadline_at), default=0.0)
+        self.offset_s = resumed_offset(now, self.origin_at, local, last_end)
+
+    def wait_for_audio(self, b1: int, wait_s: float = 1.5) -> None:
+        """Wait (bounded) for the reader to write the continuous track up to sample ``b1``."""
+        track = self.out_dir / AUDIO_TRACK
+        deadline = self.clock() + wait_s
+        while (track.stat().st_size if track.exists() else 0) < b1 * FRAME_BYTES and self.reader_alive():
+            if self.clock() > deadline:
+                log.warning("%s: audio track short of sample %d; padding with silence", self.stream_id, b1)
+                return
+            self.sleep(0.02)

@@ -1,0 +1,254 @@
+"""The ordered publisher: one ffmpeg per stream, fed one piece per segment, in sequence, on time.
+
+At each piece's deadline it feeds the dubbed piece if it is ready, else the segment's fallback
+piece (original audio, same alignment). The output never waits for a late dub; a late dub is
+dropped and counted. The publisher also ends the stream once the last piece is out. What it does at
+each step is decided by :func:`worker.pipeline.publishing.decide`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from worker.core.models import StreamRecord, StreamState
+from worker.core.naming import rtmp_url
+from worker.core.segments import TERMINAL, Reason, ReasonCode, Segment, SegmentStatus
+from worker.core.settings import Settings
+from worker.media.pieces import publisher_args
+from worker.media.pipewriter import PipeWriter
+from worker.media.procs import ProcessRunner, stop_process
+from worker.media.progress import ProgressLog, wall_at
+from worker.pipeline.publishing import Action, Choice, decide, resume_point
+from worker.pipeline.supervisor import INGEST, LeaseWatcher
+from worker.state.registry import Lease, StreamRegistry
+from worker.state.store import LocalSegmentStore
+
+log = logging.getLogger(__name__)
+
+
+class EndCause(enum.Enum):
+    ALL_PUBLISHED = "all pieces published"
+    SUPERSEDED_PUBLISHER = "superseded by another publisher"
+    SUPERSEDED_JOB = "superseded by a newer job"
+    STREAM_OVER = "the stream ended before a segment was prepared"
+    FFMPEG_STOPPED = "publisher ffmpeg stopped"
+    REGISTRY_UNREACHABLE = "registry unreachable"
+
+
+@dataclass(frozen=True)
+class FeedEnd:
+    cause: EndCause
+    text: str = ""
+
+    @property
+    def reason(self) -> str:
+        return self.text or self.cause.value
+
+
+class Publisher:
+    def __init__(self, stream_id: str, job_id: str, *, registry: StreamRegistry, store: LocalSegmentStore,
+                 settings: Settings, runner: ProcessRunner | None = None, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep, restart_ingest: Callable[[int], None] | None = None,
+                 max_ingest_restarts: int = 3) -> None:
+        self.stream_id, self.job_id = stream_id, job_id
+        self.registry, self.store, self.settings = registry, store, settings
+        self.runner = runner or ProcessRunner()
+        self.clock, self.sleep = clock, sleep
+        self.restart_ingest = restart_ingest
+        self.max_ingest_restarts = max_ingest_restarts
+        self.ingest_watch = LeaseWatcher(registry, stream_id, INGEST, settings.heartbeat_ttl_s, self._rerun_ingest,
+                                         clock) if restart_ingest else None
+        self.holder = f"pub-{job_id}.{uuid.uuid4().hex[:8]}"
+        self.next_beat = 0.0
+        self.writer: PipeWriter | None = None
+        self.progress: ProgressLog | None = None
+        self.pending: list[tuple[float, float]] = []  # (media start, input wall time) of pieces not yet out
+        self.first_start: float | None = None
+
+    def _record(self) -> StreamRecord | None:
+        return self.registry.get(self.stream_id, with_segments=False)
+
+    def _beat(self) -> bool:
+        if self.clock() >= self.next_beat:
+            if not self.registry.lease(self.stream_id, self.holder, self.settings.heartbeat_ttl_s, Lease.PUBLISHER):
+                return False
+            self.registry.set_fields(self.stream_id, publisher_heartbeat_at=self.clock())
+            self.next_beat = self.clock() + self.settings.heartbeat_interval_s
+            rec = self._record()
+            # The ingest job runs on another pool: while the input is live, run it again if it died.
+            if self.ingest_watch is not None and rec is not None and not rec.input_ended \
+                    and rec.state in (StreamState.LIVE, StreamState.DRAINING):
+                self.ingest_watch.check(rec.heartbeat_at)
+        return True
+
+    def _rerun_ingest(self) -> None:
+        """A new reader goes on with the numbering; give up after a few tries."""
+        assert self.restart_ingest is not None
+        tries = self.registry.incr(self.stream_id, "ingest_restarts") or 0
+        if tries > self.max_ingest_restarts:
+            self.registry.finish(self.stream_id, self.job_id, StreamState.FAILED,
+                                 f"heartbeat lost: the ingest job died {tries - 1} times")
+            return
+        self.restart_ingest(tries)
+
+    def _beat_quiet(self) -> None:
+        try:
+            self._beat()
+        except redis.RedisError:
+            pass
+
+    def run(self) -> str:
+        if not self.registry.lease(self.stream_id, self.holder, self.settings.heartbeat_ttl_s, Lease.PUBLISHER):
+            return "duplicate: another publisher runs this stream"
+        url = rtmp_url(self.settings.rtmp_url, self.stream_id, "out")
+        job_dir = self.store.job_dir(self.stream_id, self.job_id)
+        self.registry.set_fields(self.stream_id, output_url=url, publisher_state="publishing")
+        with open(job_dir / "publisher.log", "wb") as errlog:
+            proc = self.runner.start(publisher_args(self.settings.ffmpeg_bin, url), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=errlog)
+            assert proc.stdout is not None
+            self.progress = ProgressLog(proc.stdout, self.clock)
+            end = FeedEnd(EndCause.FFMPEG_STOPPED, "publisher stopped")
+            try:
+                end = self._feed(proc)
+            finally:
+                self._close(proc, end)
+        self.registry.set_fields(self.stream_id, publisher_state="done", publisher_reason=end.reason)
+        rec = self._record()
+        if rec is not None and rec.job_id == self.job_id and rec.state is not StreamState.FAILED:
+            self.registry.finish(self.stream_id, self.job_id, StreamState.ENDED, rec.reason or "input ended")
+        self.registry.release(self.stream_id, self.holder, Lease.PUBLISHER)
+        return end.reason
+
+    def _close(self, proc: subprocess.Popen[bytes], end: FeedEnd) -> None:
+        if end.cause in (EndCause.SUPERSEDED_JOB, EndCause.SUPERSEDED_PUBLISHER):  # leave the output path now
+            stop_process(proc, signal.SIGTERM, grace_s=2)
+        if self.writer is not None:
+            self.writer.finish(self._beat_quiet)
+        if proc.stdin is not None and not proc.stdin.closed:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        rec = self._record()
+        delay = rec.output_delay_s if rec and rec.output_delay_s else self.settings.segment_seconds
+        try:  # -re: ffmpeg plays out what it holds, then ends
+            proc.wait(timeout=delay * 2 + 10)
+        except subprocess.TimeoutExpired:
+            stop_process(proc, signal.SIGTERM, grace_s=3)
+        if self.progress is not None:
+            self.progress.thread.join(2)
+        self._observe_output()
+
+    def _feed(self, proc: subprocess.Popen[bytes]) -> FeedEnd:
+        """Feed pieces in order; rides out a Redis restart for up to three lease TTLs."""
+        down_since: float | None = None
+        while True:
+            try:
+                return self._feed_pieces(proc)
+            except redis.RedisError as exc:
+                down_since = down_since or self.clock()
+                if self.clock() - down_since > 3 * self.settings.heartbeat_ttl_s:
+                    return FeedEnd(EndCause.REGISTRY_UNREACHABLE, f"registry unreachable: {type(exc).__name__}")
+                self.sleep(0.5)
+
+    def _feed_pieces(self, proc: subprocess.Popen[bytes]) -> FeedEnd:
+        # A restarted publisher (its worker died) goes on from the first segment not yet out.
+        k = resume_point(self.registry.segments(self.stream_id))
+        while True:
+            if not self._beat():
+                return FeedEnd(EndCause.SUPERSEDED_PUBLISHER)
+            rec = self._record()
+            if rec is None or rec.job_id != self.job_id:
+                return FeedEnd(EndCause.SUPERSEDED_JOB)
+            self._observe_output()
+            final_reached = rec.segments_final is not None and k >= rec.segments_final
+            seg = None if final_reached else self.registry.segment(self.stream_id, k)
+            d = decide(k, seg, rec, self.clock(), self.settings.republish_grace_s)
+            if d.action is Action.END:
+                if self.registry.seal(self.stream_id, self.job_id):
+                    return FeedEnd(EndCause.ALL_PUBLISHED)
+                self.sleep(0.1)  # the input came back (re-published): the stream goes on
+            elif d.action is Action.SKIP:
+                k += 1
+            elif d.action is Action.ABANDON:
+                self._fail_rest(k, Reason(ReasonCode.STREAM_ENDED, "the stream ended before this segment was prepared"))
+                return FeedEnd(EndCause.STREAM_OVER, f"stream {rec.state.value} before segment {k}")
+            elif d.action is Action.FEED and d.choice is not None and seg is not None:
+                decided_at = self.clock()
+                try:
+                    self._write(proc, d.choice)
+                except (BrokenPipeError, OSError) as exc:
+                    self._fail_rest(k, Reason(ReasonCode.PUBLISHER_STOPPED, f"publisher ffmpeg stopped: {exc}"))
+                    return FeedEnd(EndCause.FFMPEG_STOPPED, f"publisher ffmpeg stopped at segment {k}")
+                self._account(seg, d.choice, decided_at, rec)
+                k += 1
+            else:
+                if d.action is Action.STALL:
+                    self.registry.metrics.count("livedub_publisher_stalls_total")
+                self.sleep(d.wait_s)
+
+    def _write(self, proc: subprocess.Popen[bytes], choice: Choice) -> None:
+        """Hand the piece to the writer thread. ffmpeg -re drains the pipe in real time, so a write
+        blocks for most of a piece; the loop meanwhile keeps its heartbeat and watches deadlines."""
+        if self.writer is None:
+            self.writer = PipeWriter(proc)
+        if self.writer.error is not None or proc.poll() is not None:
+            raise BrokenPipeError(str(self.writer.error or f"ffmpeg exited {proc.returncode}"))
+        self.writer.put(self.store.path(choice.key).read_bytes(), self._beat)
+
+    def _observe_output(self) -> None:
+        """Glass-to-glass: when the publisher's ffmpeg put out a piece's first frame, minus when that
+        frame entered livedub (the stream's origin plus its media time)."""
+        if self.progress is None or self.first_start is None:
+            return
+        while self.pending:
+            start_s, entered_at = self.pending[0]
+            out_at = wall_at(self.progress.points, start_s - self.first_start)
+            if out_at is None:
+                return
+            self.pending.pop(0)
+            self.registry.metrics.observe("livedub_glass_to_glass_seconds", out_at - entered_at)
+            self.registry.set_fields(self.stream_id, last_glass_to_glass_s=round(out_at - entered_at, 3))
+
+    def _account(self, seg: Segment, choice: Choice, decided_at: float, rec: StreamRecord) -> None:
+        """Record and count what went out. The A/V offsets are the ones the pipeline placed (no probe on
+        this real-time path)."""
+        if self.first_start is None:
+            self.first_start = seg.start_s
+        if rec.origin_at is not None:
+            self.pending.append((seg.start_s, rec.origin_at + seg.start_s))
+        offsets = {"start": seg.av_offset_start_ms, "end": seg.av_offset_end_ms}
+        for edge, offset_ms in offsets.items():
+            if offset_ms is not None:
+                self.registry.metrics.observe("livedub_output_av_offset_seconds", abs(offset_ms) / 1000, edge=edge)
+        self.registry.set_fields(self.stream_id, **{f"last_av_offset_{edge}_ms": round(ms, 1)
+                                                    for edge, ms in offsets.items() if ms is not None})
+        slack = (seg.deadline_at or decided_at) - decided_at
+        reason = choice.reason.fields() if choice.reason else {"reason": None, "reason_code": None}
+        self.registry.update_segment(self.stream_id, seg.sequence, status=choice.status, published_at=self.clock(),
+                                     timings_ms={"publish_slack": slack * 1000}, **reason)
+        self.registry.incr(self.stream_id, "published_count")
+        self.registry.metrics.count("livedub_segments_total", status=choice.status)
+        if choice.status is SegmentStatus.PROCESSED:
+            self.registry.metrics.count("media_service_worker_segments_processed_total", type="audio")
+        elif choice.reason is not None:
+            self.registry.metrics.count("livedub_fallbacks_total", reason=choice.reason.code)
+            if choice.reason.code is ReasonCode.LATE:
+                self.registry.metrics.count("livedub_late_pieces_total")
+
+    def _fail_rest(self, k: int, reason: Reason) -> None:
+        for seg in self.registry.segments(self.stream_id):
+            if seg.sequence >= k and seg.status not in TERMINAL:
+                self.registry.update_segment(self.stream_id, seg.sequence, status=SegmentStatus.FAILED,
+                                             **reason.fields())
+                self.registry.metrics.count("livedub_segments_total", status=SegmentStatus.FAILED)

@@ -1,0 +1,84 @@
+"""The ordered publisher's decisions, as pure functions: what to feed for a segment, what to do next.
+
+:class:`worker.pipeline.publisher.Publisher` runs the loop and does the I/O; everything it decides is
+decided here, from the segment, the stream's record and the clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from worker.core.models import StreamRecord, StreamState
+from worker.core.segments import LATE, TERMINAL, DubOutcome, Reason, Segment, SegmentStatus
+from worker.core.timing import poll_delay
+
+
+@dataclass(frozen=True)
+class Choice:
+    key: str
+    status: SegmentStatus  # processed | fallback
+    reason: Reason | None
+
+
+def choose(seg: Segment, now: float) -> Choice | None:
+    """What to feed for a segment now, or None to keep waiting."""
+    if seg.dub is DubOutcome.READY and seg.piece:
+        return Choice(seg.piece, SegmentStatus.PROCESSED, None)
+    if seg.fallback_piece is None:
+        return None
+    fallback = seg.dub_fallback
+    if fallback is not None:
+        return Choice(seg.fallback_piece, SegmentStatus.FALLBACK, fallback)
+    if seg.deadline_at is not None and now >= seg.deadline_at:
+        return Choice(seg.fallback_piece, SegmentStatus.FALLBACK, LATE)
+    return None
+
+
+class Action(enum.Enum):
+    FEED = "feed"  # write the chosen piece, go on with the next segment
+    WAIT = "wait"  # nothing to decide yet: look again after wait_s
+    STALL = "stall"  # past the deadline with nothing to feed at all (counted)
+    SKIP = "skip"  # the segment failed before it was prepared: nothing to feed
+    HOLD = "hold"  # every piece is out; the input may still be re-published within the grace
+    END = "end"  # every piece is out: seal the stream
+    ABANDON = "abandon"  # the stream ended before this segment was prepared
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    choice: Choice | None = None
+    wait_s: float = 0.0
+
+
+def resume_point(segments: list[Segment]) -> int:
+    """Where a (re)started publisher begins: the first segment not yet out."""
+    return next((s.sequence for s in segments if s.status not in TERMINAL), len(segments))
+
+
+def in_republish_grace(rec: StreamRecord, now: float, grace_s: float) -> bool:
+    """The input dropped (the operator did not stop it) less than ``grace_s`` ago: keep the output up."""
+    return (rec.state is StreamState.DRAINING and not rec.stop_requested and rec.ended_input_at is not None
+            and now < rec.ended_input_at + grace_s)
+
+
+def decide(k: int, seg: Segment | None, rec: StreamRecord, now: float, republish_grace_s: float) -> Decision:
+    """What the publisher does about segment ``k`` now."""
+    final = rec.segments_final
+    if final is not None and k >= final:
+        if in_republish_grace(rec, now, republish_grace_s):
+            return Decision(Action.HOLD, wait_s=0.1)
+        return Decision(Action.END)
+    if seg is not None and seg.status is SegmentStatus.FAILED:
+        return Decision(Action.SKIP)
+    if seg is None or seg.deadline_at is None:
+        if rec.state in (StreamState.ENDED, StreamState.FAILED) and final is None:
+            return Decision(Action.ABANDON)
+        return Decision(Action.WAIT, wait_s=poll_delay(now, None))
+    choice = choose(seg, now)
+    if choice is not None:
+        return Decision(Action.FEED, choice)
+    if seg.fallback_piece is None and now > seg.deadline_at:
+        return Decision(Action.STALL, wait_s=0.2)  # counted once per 0.2 s of stall
+    return Decision(Action.WAIT, wait_s=poll_delay(now, seg.deadline_at))

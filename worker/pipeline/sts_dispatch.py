@@ -1,0 +1,173 @@
+"""STS-dispatch: send a segment's original audio to the STS service and keep what comes back.
+
+No step raises for a segment's own trouble: a failure becomes ``fallback`` on the result, and the
+publisher then uses the segment's fallback piece.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pybreaker
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
+
+from worker.core.messages import DubAudio, DubbedSegment, SegmentWork
+from worker.core.segments import Reason, ReasonCode
+from worker.core.settings import Settings
+from worker.core.timing import AUDIO_RATE
+from worker.pipeline.outcome import give_up
+from worker.state.registry import StreamRegistry
+from worker.state.store import LocalSegmentStore
+from worker.sts.client import StsClient, StsError
+from worker.sts.protocol import AudioIn, Backpressure, FragmentData, FragmentProcessed, StreamConfig, StreamInit
+
+# Time kept back from the STS deadline for collect + remux.
+CHAIN_RESERVE_S = 0.6
+EXT = {"wav": "wav", "m4a": "m4a", "pcm_s16le": "pcm"}
+UNREACHABLE = frozenset({"UNREACHABLE", "NAMESPACE_MISMATCH", "UNAUTHORIZED"})
+CIRCUIT_OPEN = "CIRCUIT_OPEN"
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    result: FragmentProcessed
+    backpressure: list[Backpressure]
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, StsError) and exc.retryable
+
+
+class StsPool:
+    """One STS connection per stream per worker process, initialised with stream:init once.
+
+    Connections go through a circuit breaker: after ``fail_max`` failed connects in a row it opens,
+    and segments fall back at once (``circuit_open``) instead of each waiting out its deadline. After
+    ``reset_timeout`` (shorter than a segment) one connect is tried again, so dubbing resumes by
+    itself within a segment of the service coming back."""
+
+    def __init__(self, settings: Settings, factory: Callable[..., StsClient] = StsClient,
+                 fail_max: int = 2, reset_timeout_s: float = 4.0) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.clients: dict[str, StsClient] = {}
+        self.lock = threading.Lock()
+        self.breaker = pybreaker.CircuitBreaker(fail_max=fail_max, reset_timeout=reset_timeout_s,
+                                                name=f"sts:{settings.sts_url}")
+
+    def _connect(self, timeout_s: float) -> StsClient:
+        return self.factory(self.settings.sts_url, token=self.settings.sts_token_value(),
+                            namespace=self.settings.sts_namespace, connect_timeout_s=timeout_s).connect()
+
+    def client_for(self, work: SegmentWork, chunk_ms: int, timeout_s: float = 5.0) -> StsClient:
+        with self.lock:
+            client = self.clients.get(work.stream_id)
+            if client is not None and client.connected:
+                return client
+            try:
+                client = self.breaker.call(self._connect, max(min(timeout_s, 5.0), 0.2))
+            except pybreaker.CircuitBreakerError as exc:
+                raise StsError(CIRCUIT_OPEN, f"the STS service failed {self.breaker.fail_max} connects in a row;"
+                               f" retrying after {self.breaker.reset_timeout:g}s") from exc
+            client.init_stream(StreamInit(stream_id=work.stream_id, worker_id=f"sts-{uuid.uuid4().hex[:6]}",
+                                          config=StreamConfig(source_language=work.source_language,
+                                                              target_language=work.target_language,
+                                                              voice_profile=work.voice_profile,
+                                                              chunk_duration_ms=chunk_ms, sample_rate_hz=AUDIO_RATE,
+                                                              channels=2, format="pcm_s16le")))
+            self.clients[work.stream_id] = client
+            return client
+
+    def drop(self, stream_id: str) -> None:
+        with self.lock:
+            client = self.clients.pop(stream_id, None)
+        if client is not None:
+            client.close()
+
+    def round_trip(self, work: SegmentWork, audio: bytes, clock: Callable[[], float] = time.time) -> RoundTrip:
+        """Send one fragment and wait for its result until the chain's share of the deadline; retries
+        transient errors. Raises StsError or TimeoutError; any other error drops the connection."""
+        stop_at = work.deadline_at - CHAIN_RESERVE_S
+        fid = f"{work.stream_id}-{work.job_id[:8]}-{work.sequence}"
+        chunk_ms = int(work.audio_samples * 1000 / AUDIO_RATE)
+
+        @retry(retry=retry_if_exception(_transient), wait=wait_exponential(multiplier=0.1, max=1.0),
+               stop=stop_after_delay(max(stop_at - clock() - 0.2, 0.1)), reraise=True)
+        def once() -> RoundTrip:
+            client = self.client_for(work, chunk_ms, stop_at - clock())
+            try:
+                client.send_fragment(FragmentData(
+                    fragment_id=fid, stream_id=work.stream_id, sequence_number=work.sequence,
+                    timestamp=work.start_s, metadata={"pts_ns": int(work.start_s * 1e9)},
+                    audio=AudioIn(format="pcm_s16le", sample_rate_hz=AUDIO_RATE, channels=2, duration_ms=chunk_ms,
+                                  data=audio)))
+                result = client.wait_processed(fid, max(stop_at - clock(), 0.05))
+            except (StsError, TimeoutError):
+                if not client.connected:
+                    self.drop(work.stream_id)
+                raise
+            return RoundTrip(result, client.drain_backpressure())
+
+        try:
+            return once()
+        except (StsError, TimeoutError):
+            raise
+        except Exception:
+            self.drop(work.stream_id)
+            raise
+
+
+def reason_for(exc: BaseException) -> Reason:
+    """Why a segment falls back, from what its round trip raised."""
+    if isinstance(exc, TimeoutError):
+        return Reason(ReasonCode.STS_TIMEOUT, str(exc))
+    if isinstance(exc, StsError):
+        if exc.code == CIRCUIT_OPEN:
+            return Reason(ReasonCode.CIRCUIT_OPEN, str(exc))
+        code = ReasonCode.STS_UNREACHABLE if exc.code in UNREACHABLE else ReasonCode.STS_FAILED
+        return Reason(code, str(exc))
+    return Reason(ReasonCode.STS_UNREACHABLE, f"{type(exc).__name__}: {exc}")
+
+
+def dub_segment(work: SegmentWork, store: LocalSegmentStore, registry: StreamRegistry, pool: StsPool,
+                clock: Callable[[], float] = time.time) -> DubbedSegment:
+    """The STS-dispatch stage: one round trip, the dubbed audio stored, the segment's record updated."""
+    started = clock()
+    budget = work.deadline_at - started - CHAIN_RESERVE_S
+    if budget <= 0:
+        reason = Reason(ReasonCode.STS_TIMEOUT, f"no time left before the deadline ({budget:.2f}s)")
+        return DubbedSegment(work=work, fallback=give_up(work, registry, reason))
+    try:
+        trip = pool.round_trip(work, store.path(work.orig_key).read_bytes(), clock)
+    except Exception as exc:  # noqa: BLE001 - a segment falls back; the stream goes on
+        reason = reason_for(exc)
+        if reason.code is ReasonCode.CIRCUIT_OPEN:
+            registry.metrics.count("livedub_sts_circuit_open_total")
+        return DubbedSegment(work=work, fallback=give_up(work, registry, reason))
+    res = trip.result
+    timings = {"sts_rtt": (clock() - started) * 1000, "sts_compute": res.processing_time_ms,
+               "asr": res.stage_timings.asr_ms, "mt": res.stage_timings.translation_ms,
+               "tts": res.stage_timings.tts_ms}
+    for stage in ("sts_rtt", "asr", "mt", "tts"):
+        if timings[stage] > 0:
+            registry.metrics.observe("livedub_stage_duration_seconds", timings[stage] / 1000, stage=stage)
+    for bp in trip.backpressure:
+        registry.metrics.count("livedub_sts_backpressure_total", action=bp.action)
+    update = {"transcript": res.transcript, "translated_text": res.translated_text, "timings_ms": timings}
+    out = DubbedSegment(work=work, timings_ms=timings, transcript=res.transcript,
+                        translated_text=res.translated_text)
+    if res.status == "failed" or res.dubbed_audio is None:
+        reason = Reason(ReasonCode.STS_FAILED, res.error.code if res.error else "no audio")
+        return out.model_copy(update={"fallback": give_up(work, registry, reason, **update)})
+    audio = res.dubbed_audio.raw()
+    if audio:
+        path = store.path(work.orig_key).with_name(f"dub_{work.sequence:05d}.{EXT.get(res.dubbed_audio.format, 'bin')}")
+        path.write_bytes(audio)
+        out.dub = DubAudio(key=store.key_of(path), format=res.dubbed_audio.format,
+                           sample_rate_hz=res.dubbed_audio.sample_rate_hz, channels=res.dubbed_audio.channels)
+    registry.update_segment(work.stream_id, work.sequence, **update)
+    return out

@@ -1,0 +1,38 @@
+"""The registry's vocabulary: which fields a stream record and a segment may carry, the outcomes of a
+start, the two leases."""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+from worker.core.models import StreamRecord
+from worker.core.segments import Segment
+
+RECORD_FIELDS = frozenset(StreamRecord.model_fields) - {"segments"}
+SEGMENT_FIELDS = frozenset(Segment.model_fields)
+
+
+class StartOutcome(enum.StrEnum):
+    EXISTING = "existing"  # starting or live: the same job goes on
+    CREATED = "created"  # a new generation
+    RESUMED = "resumed"  # the input came back while the output still drained
+
+
+class Lease(enum.StrEnum):
+    INGEST = "lease"
+    PUBLISHER = "publisher"
+
+
+class StartResult(NamedTuple):
+    job_id: str
+    outcome: StartOutcome
+    resume: int  # how many times a re-publish resumed this job (for "resumed")
+
+    @property
+    def created(self) -> bool:
+        return self.outcome is StartOutcome.CREATED
+
+
+def _s(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
