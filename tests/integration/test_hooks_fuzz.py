@@ -5,7 +5,7 @@ import json
 
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from api import create_app
@@ -62,6 +62,7 @@ path = st.one_of(nasty, st.builds(lambda i, d: f"live/{i}/{d}", nasty, st.sample
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mtx_path=path, source=st.text(max_size=100), query=st.text(max_size=300),
        endpoint=st.sampled_from(["ready", "not-ready"]), as_json=st.booleans())
+@example(mtx_path="live/fuzzcam/in", source="rtmpConn", query="", endpoint="ready", as_json=True)
 def test_mediamtx_hooks_never_5xx(client, r, mtx_path, source, query, endpoint, as_json):
     body = {"MTX_PATH": mtx_path, "MTX_SOURCE_TYPE": source, "MTX_QUERY": query}
     kwargs = {"json": body} if as_json else {"data": body}
@@ -73,6 +74,10 @@ def test_mediamtx_hooks_never_5xx(client, r, mtx_path, source, query, endpoint, 
     if resp.status_code == 202:  # a job was started: only for a valid live/<id>/in
         assert parts[0] == "live" and parts[2] == "in" and STREAM_ID_RE.fullmatch(parts[1])
     check_enqueued(r, resp.status_code, parts[1] if len(parts) == 3 else None)
+    if resp.status_code == 202:  # the same hook again (a retry, a duplicate): the same job, nothing enqueued
+        again = client.post(f"/v1/hooks/mediamtx/{endpoint}", headers=H, **kwargs)
+        assert again.status_code == 200 and again.get_json()["job_id"] == resp.get_json()["job_id"]
+        check_enqueued(r, again.status_code, None)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
