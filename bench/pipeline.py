@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import ffmpeg
 import redis
 
 from worker.cli.dub import DubReport, run_dub
@@ -29,10 +30,10 @@ from worker.core.stats import percentile
 from worker.core.timing import plan_segment
 from worker.devstack.samples import make_video
 from worker.devstack.stack import LocalStack, StackConfig
-from worker.media.pieces import audio_track_args
+from worker.media.commands import AUDIO_TRACK, SEGMENT_PATTERN, audio_track_output
 from worker.media.run import run_media
 from worker.pipeline.collect import fit_and_mix
-from worker.pipeline.prepare import AUDIO_TRACK, copy_samples, probe_video_span
+from worker.pipeline.prepare import copy_samples, probe_video_span
 from worker.pipeline.remux import remux_piece
 from worker.pipeline.sts_dispatch import StsPool, dub_segment
 from worker.state.registry import StreamRegistry
@@ -65,10 +66,11 @@ def naive(stack: LocalStack, video: Path, tmp: Path) -> dict[str, list[float]]:
     out = tmp / "naive"
     store = LocalSegmentStore(out / "store")
     job_dir = store.job_dir("naive", "j0")
-    run_media(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(video), "-map", "0:v", "-map", "0:a",
-               "-c", "copy", "-f", "segment", "-segment_time", "6", "-segment_format", "mpegts",
-               "-reset_timestamps", "0", "-muxdelay", "0", "-muxpreload", "0", str(job_dir / "seg_%05d.ts"),
-               *audio_track_args(job_dir / "audio.pcm")], 120)
+    src = ffmpeg.input(str(video))  # the file cut as the reader cuts the live input, with its audio track
+    segments = ffmpeg.output(src["v"], src["a"], str(job_dir / SEGMENT_PATTERN), c="copy", f="segment",
+                             segment_time=6, segment_format="mpegts", reset_timestamps=0, muxdelay=0, muxpreload=0)
+    run_media(ffmpeg.merge_outputs(segments, audio_track_output(src, job_dir / AUDIO_TRACK)).overwrite_output()
+              .compile(), 120)
     settings = load_settings(redis_url=stack.redis_url, sts_url=stack.sts_url, sts_token=stack.sts_token,
                              hook_insecure=True, store_dir=out / "store")
     reg = StreamRegistry(redis.Redis.from_url(stack.redis_url))

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,22 @@ from worker.devstack.samples import make_video
 
 __all__ = ["make_video"]
 from worker.media.procs import wait_until
+
+
+class FakeClock:
+    """Time that moves only when the code under test sleeps: a loop's waits take no real time."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+        self.lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self.lock:
+            return self.t
+
+    def sleep(self, s: float) -> None:
+        with self.lock:
+            self.t += max(s, 0.001)
 
 
 def free_port() -> int:

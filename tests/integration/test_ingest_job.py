@@ -9,26 +9,16 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support import FakeClock
 from worker.core.models import StreamState
 from worker.core.segments import ReasonCode, Segment, SegmentStatus
 from worker.core.settings import load_settings
-from worker.media.segmenter import PROGRESS, SEGMENT_LIST
+from worker.media.commands import PROGRESS, SEGMENT_LIST
 from worker.pipeline.ingest import StreamJob
 from worker.state.registry import StreamRegistry
 from worker.state.store import LocalSegmentStore
 
 pytestmark = pytest.mark.integration
-
-
-class FakeClock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, s: float) -> None:
-        self.t += s
 
 
 class FakeReader:

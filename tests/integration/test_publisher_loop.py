@@ -2,11 +2,11 @@
 each deadline, in which order, what it records and counts, and how it ends the stream."""
 
 import io
-import threading
 
 import pytest
 import redis
 
+from tests.support import FakeClock
 from worker.core.models import StreamState
 from worker.core.segments import DubOutcome, ReasonCode, Segment, SegmentStatus
 from worker.core.settings import load_settings
@@ -15,22 +15,6 @@ from worker.state.registry import StreamRegistry
 from worker.state.store import LocalSegmentStore
 
 pytestmark = pytest.mark.integration
-
-
-class FakeClock:
-    """Time moves only when the publisher sleeps."""
-
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-        self.lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self.lock:
-            return self.t
-
-    def sleep(self, s: float) -> None:
-        with self.lock:
-            self.t += max(s, 0.001)
 
 
 class RecordingStdin(io.RawIOBase):

@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from worker.media.segmenter import parse_segment_list, progress_out_time_s, segmenter_args
+from worker.media.commands import fit_args, piece_args, publisher_args, segmenter_args
+from worker.media.parse import parse_segment_list, progress_out_time_s
 
 
 def test_segment_list_ignores_the_line_being_written():
@@ -35,3 +36,55 @@ def test_segmenter_is_an_argument_list_with_global_options_first(tmp_path: Path)
     assert "nobuffer" not in " ".join(args)
     assert args[-1] == str(tmp_path / "seg_%05d.ts")
     assert ["-map", "0:v?"] == args[args.index("-map"):args.index("-map") + 2]
+
+
+def _after(args, flag):
+    """The values that follow each occurrence of ``flag``."""
+    return [args[i + 1] for i, a in enumerate(args) if a == flag]
+
+
+def test_the_reader_writes_the_continuous_audio_track_as_a_second_output(tmp_path: Path):
+    args = segmenter_args("rtmp://h/live//a/in", tmp_path, 6, 10, "ffmpeg", audio_track=True, start_number=7)
+    assert args[args.index("-segment_start_number") + 1] == "7"
+    track = args[args.index(str(tmp_path / "seg_%05d.ts")) + 1:]
+    assert track[:2] == ["-map", "0:a"]  # required: an input without audio fails with a reason
+    assert "aresample=48000:async=1:first_pts=0" in track and track[-1] == str(tmp_path / "audio.pcm")
+    assert args.index("-progress") < args.index("-i")
+
+
+def test_a_piece_copies_the_video_and_puts_the_audio_on_its_aac_boundary():
+    args = piece_args("ffmpeg", Path("s.ts"), Path("a.pcm"), 1024 * 282, Path("o.ts"), "96k", ts_offset_s=30.0)
+    assert args[0] == "ffmpeg" and args[-1] == "o.ts" and "-copyts" in args
+    # both inputs shifted by the same 10 s, the audio by its boundary too: 282 frames = 6.016 s
+    assert _after(args, "-itsoffset") == ["40.000000", "46.016000"]
+    assert _after(args, "-map") == ["0:v:0", "1:a:0"]
+    assert _after(args, "-c:v") == ["copy"] and _after(args, "-b:a") == ["96k"]
+    assert _after(args, "-bsf:a") == ["noise=drop=eq(n\\,0)"]  # the AAC priming packet dropped
+
+
+def test_fitting_stretches_only_when_asked_and_ducks_the_original_under_the_dub():
+    stretched = fit_args("ffmpeg", Path("d.wav"), "wav", 22050, 1, Path("o.pcm"), 144384, 1.25, "duck", 12,
+                         Path("f.pcm"))
+    graph = stretched[stretched.index("-filter_complex") + 1]
+    assert "atempo=1.250000" in graph and "apad=whole_len=144384" in graph and "atrim=end_sample=144384" in graph
+    assert "volume=-12dB" in graph and "amix=" in graph and "duration=first" in graph
+    padded = fit_args("ffmpeg", Path("d.wav"), "wav", 22050, 1, Path("o.pcm"), 144384, 1.0, "replace", 12,
+                      Path("f.pcm"))
+    graph = padded[padded.index("-filter_complex") + 1]
+    assert "atempo" not in graph and "amix" not in graph and "volume" not in graph
+    raw = fit_args("ffmpeg", Path("d.pcm"), "pcm_s16le", 22050, 1, Path("o.pcm"), 10, 1.0, "duck", 12,
+                   Path("f.pcm"))
+    assert raw[raw.index("d.pcm") - 7:raw.index("d.pcm")] == ["-f", "s16le", "-ac", "1", "-ar", "22050", "-i"]
+
+
+def test_no_dub_leaves_the_original_untouched_but_exactly_the_slot_long():
+    args = fit_args("ffmpeg", None, "wav", 48000, 2, Path("o.pcm"), 500, 1.0, "duck", 12, Path("f.pcm"))
+    graph = args[args.index("-filter_complex") + 1]
+    assert args.count("-i") == 1 and graph == "[0:a]apad=whole_len=500[s0];[s0]atrim=end_sample=500[s1]"
+
+
+def test_the_publisher_reads_pieces_from_stdin_in_real_time():
+    args = publisher_args("ffmpeg", "rtmp://h/live//a/out")
+    assert "-nostdin" not in args and "-re" in args and args.index("-re") < args.index("-i")
+    assert args[args.index("-i") + 1] == "pipe:0" and args[-1] == "rtmp://h/live//a/out"
+    assert _after(args, "-progress") == ["pipe:1"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 AUDIO_RATE = 48000
 AAC_FRAME = 1024
+FRAME_BYTES = 4  # one sample of the pipeline's audio: s16le stereo
 # Every piece is shifted by this much so that no timestamp sits near zero, where ffmpeg's -copyts
 # input handling moves the first frame; all pieces share it, so the output is continuous.
 TS_OFFSET_S = 10

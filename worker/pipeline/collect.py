@@ -9,8 +9,8 @@ from pathlib import Path
 from worker.core.messages import DubAudio, DubbedSegment, FittedSegment
 from worker.core.segments import Reason, ReasonCode
 from worker.core.settings import Settings
-from worker.core.timing import AUDIO_RATE, fit_plan
-from worker.media.pieces import FRAME_BYTES, fit_args
+from worker.core.timing import AUDIO_RATE, FRAME_BYTES, fit_plan
+from worker.media.commands import duration_args, fit_args
 from worker.media.run import MediaError, run_media
 from worker.media.wav import wav_params
 from worker.pipeline.outcome import expired, give_up
@@ -25,8 +25,7 @@ def dub_samples_48k(path: Path, dub: DubAudio, ffprobe: str) -> int:
     if dub.format == "wav":
         rate, _, frames = wav_params(path)
         return frames * AUDIO_RATE // rate
-    seconds = float(run_media([ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
-                               str(path)]).strip() or 0)
+    seconds = float(run_media(duration_args(ffprobe, path)).strip() or 0)
     return int(seconds * AUDIO_RATE)
 
 

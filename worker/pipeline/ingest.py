@@ -20,9 +20,10 @@ from worker.core.models import StreamRecord, StreamState
 from worker.core.naming import rtmp_url
 from worker.core.segments import TERMINAL, Reason, ReasonCode, Segment, SegmentStatus
 from worker.core.settings import Settings
+from worker.media.commands import PROGRESS, SEGMENT_LIST, segmenter_args
+from worker.media.parse import parse_segment_list, progress_out_time_s
 from worker.media.procs import ProcessRunner, stop_process
 from worker.media.run import NoVideo
-from worker.media.segmenter import PROGRESS, SEGMENT_LIST, parse_segment_list, progress_out_time_s, segmenter_args
 from worker.pipeline.ingest_outcome import JobOutcome, Stop, StopCause, job_outcome
 from worker.pipeline.supervisor import PUBLISHER, LeaseWatcher
 from worker.state.registry import StreamRegistry

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from worker.core.because import Because
 from worker.core.models import StreamState
 
 
@@ -21,14 +22,7 @@ class StopCause(enum.Enum):
     FATAL = "the input cannot be dubbed"
 
 
-@dataclass(frozen=True)
-class Stop:
-    cause: StopCause
-    text: str = ""
-
-    @property
-    def reason(self) -> str:
-        return self.text or self.cause.value
+Stop = Because[StopCause]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from worker.core.messages import SegmentWork
 from worker.core.segments import Segment
 from worker.core.settings import Settings
 from worker.core.timing import (
+    FRAME_BYTES,
     first_placement,
     output_delay_s,
     plan_segment,
@@ -25,13 +26,13 @@ from worker.core.timing import (
     resumed_offset,
     slice_plan,
 )
-from worker.media.pieces import FRAME_BYTES, parse_video_span, piece_args, video_span_args
+from worker.media.commands import AUDIO_TRACK, piece_args, video_span_args
+from worker.media.parse import parse_video_span
 from worker.media.run import NoVideo, run_media
 from worker.state.registry import StreamRegistry
 from worker.state.store import LocalSegmentStore
 
 log = logging.getLogger(__name__)
-AUDIO_TRACK = "audio.pcm"
 CHUNK_BYTES = 64 * 1024
 
 

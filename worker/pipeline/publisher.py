@@ -15,15 +15,15 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import redis
 
+from worker.core.because import Because
 from worker.core.models import StreamRecord, StreamState
 from worker.core.naming import rtmp_url
 from worker.core.segments import TERMINAL, Reason, ReasonCode, Segment, SegmentStatus
 from worker.core.settings import Settings
-from worker.media.pieces import publisher_args
+from worker.media.commands import publisher_args
 from worker.media.pipewriter import PipeWriter
 from worker.media.procs import ProcessRunner, stop_process
 from worker.media.progress import ProgressLog, wall_at
@@ -44,14 +44,7 @@ class EndCause(enum.Enum):
     REGISTRY_UNREACHABLE = "registry unreachable"
 
 
-@dataclass(frozen=True)
-class FeedEnd:
-    cause: EndCause
-    text: str = ""
-
-    @property
-    def reason(self) -> str:
-        return self.text or self.cause.value
+FeedEnd = Because[EndCause]
 
 
 class Publisher:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from worker.core.messages import FittedSegment, PieceOutcome
 from worker.core.segments import DubOutcome, Reason, ReasonCode
 from worker.core.settings import Settings
-from worker.media.pieces import piece_args
+from worker.media.commands import piece_args
 from worker.media.run import MediaError, run_media
 from worker.pipeline.outcome import expired, give_up
 from worker.state.registry import StreamRegistry

@@ -1,0 +1,130 @@
+"""Every media command the pipeline runs, as an argument list: ffmpeg commands built with ffmpeg-python,
+ffprobe commands as plain lists. Pure: paths and numbers in, lists out; no shell is ever involved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import ffmpeg
+
+from worker.core.timing import AUDIO_RATE, TS_OFFSET_S
+
+SEGMENT_LIST = "list.csv"
+SEGMENT_PATTERN = "seg_%05d.ts"
+PROGRESS = "progress.txt"
+AUDIO_TRACK = "audio.pcm"
+PCM = {"f": "s16le", "ar": AUDIO_RATE, "ac": 2}  # the pipeline's own audio: 48 kHz stereo s16le
+
+
+def _compile(stream: Any, ffmpeg_bin: str, loglevel: str = "error", *, nostdin: bool = True,
+             overwrite: bool = True, extra: tuple[str, ...] = ()) -> list[str]:
+    """ffmpeg-python puts global options last; ffmpeg wants them first."""
+    args: list[str] = stream.compile(cmd=ffmpeg_bin)
+    head = ["-hide_banner", *(["-nostdin"] if nostdin else []), "-loglevel", loglevel, *(["-y"] if overwrite else [])]
+    return [args[0], *head, *extra, *args[1:]]
+
+
+def rtmp_input_options(read_timeout_s: float) -> dict[str, Any]:
+    # rw_timeout: a publisher that stops sending without closing ends the read.
+    # No -fflags nobuffer: it drops the packets read while probing.
+    # live_flv: FLV that may jump in time (an encoder's clock reset, a timestamp jump of hours);
+    # ffmpeg removes jumps over -dts_delta_threshold (10 s), so segments and the audio track stay
+    # continuous instead of filling hours with silence.
+    return {"f": "live_flv", "rtmp_live": "live", "rw_timeout": int(read_timeout_s * 1_000_000)}
+
+
+def audio_track_output(src: Any, out: Path) -> Any:
+    """The reader's second output: the whole input audio as one continuous 48 kHz stereo PCM track, sample 0
+    at time 0 (gaps filled), flushed packet by packet so it keeps up with segments."""
+    return ffmpeg.output(src["a"], str(out), af=f"aresample={AUDIO_RATE}:async=1:first_pts=0", ac=2, f="s16le",
+                         flush_packets=1)
+
+
+def segmenter_args(
+    input_url: str, out_dir: Path, segment_seconds: float, read_timeout_s: float, ffmpeg_bin: str = "ffmpeg",
+    audio_track: bool = False, start_number: int = 0,
+) -> list[str]:
+    """Cut the live input at keyframes into MPEG-TS segments, keeping absolute timestamps (and, with
+    ``audio_track``, write the continuous audio track next to them).
+
+    A line is appended to ``list.csv`` only after a segment's file is closed: the completion signal.
+    Progress blocks every 0.5 s tell the job that media arrives before the first segment closes.
+    """
+    src = ffmpeg.input(input_url, **rtmp_input_options(read_timeout_s))
+    segments = ffmpeg.output(
+        src["v?"], src["a?"], str(out_dir / SEGMENT_PATTERN),
+        c="copy", f="segment", segment_time=f"{segment_seconds:g}", segment_format="mpegts", reset_timestamps=0,
+        segment_list=str(out_dir / SEGMENT_LIST), segment_list_type="csv", segment_list_flags="live",
+        segment_start_number=start_number, muxdelay=0, muxpreload=0,
+    )
+    outputs = ffmpeg.merge_outputs(segments, audio_track_output(src, out_dir / AUDIO_TRACK)) if audio_track \
+        else segments
+    return _compile(outputs, ffmpeg_bin, "warning", overwrite=False,
+                    extra=("-progress", str(out_dir / PROGRESS), "-stats_period", "0.5"))
+
+
+def _dub_input(src: Path, fmt: str, rate: int, channels: int) -> Any:
+    """Dubbed audio as the STS service returned it."""
+    if fmt == "pcm_s16le":
+        return ffmpeg.input(str(src), f="s16le", ar=rate, ac=channels)
+    return ffmpeg.input(str(src))
+
+
+def fit_args(ffmpeg_bin: str, dub: Path | None, dub_fmt: str, dub_rate: int, dub_channels: int, orig: Path,
+             samples: int, ratio: float, mode: str, duck_db: float, out: Path) -> list[str]:
+    """Fit the dub to exactly ``samples`` (stretch by ``ratio``, pad, trim) and mix it over the original
+    (ducked by ``duck_db``), or replace it. No dub: the original, untouched."""
+    original = ffmpeg.input(str(orig), **PCM).audio
+    if dub is None:
+        fitted = original.filter("apad", whole_len=samples).filter("atrim", end_sample=samples)
+        return _compile(ffmpeg.output(fitted, str(out), **PCM), ffmpeg_bin)
+    d = _dub_input(dub, dub_fmt, dub_rate, dub_channels).audio
+    d = d.filter("aresample", AUDIO_RATE).filter("aformat", sample_fmts="s16", channel_layouts="stereo")
+    if ratio > 1.0:
+        d = d.filter("atempo", f"{ratio:.6f}")
+    d = d.filter("apad", whole_len=samples).filter("atrim", end_sample=samples)
+    if mode == "replace":
+        return _compile(ffmpeg.output(d, str(out), **PCM), ffmpeg_bin)
+    ducked = original.filter("atrim", end_sample=samples).filter("volume", f"{-abs(duck_db)}dB")
+    mixed = ffmpeg.filter([ducked, d], "amix", inputs=2, duration="first", dropout_transition=0, normalize=0)
+    return _compile(ffmpeg.output(mixed, str(out), **PCM), ffmpeg_bin)
+
+
+def piece_args(ffmpeg_bin: str, segment: Path, pcm: Path, start_sample: int, out: Path, bitrate: str = "128k",
+               ts_offset_s: float = 0.0) -> list[str]:
+    """One output piece: the segment's video copied (never re-encoded) and the PCM encoded to AAC.
+
+    Timestamps are kept (-copyts) and shifted by TS_OFFSET_S on both inputs; the audio starts at its
+    AAC-frame boundary (-itsoffset); the encoder's priming packet is dropped; the mpegts muxer adds
+    no delay. Pieces then concatenate into one continuous stream. ``ts_offset_s`` moves a resumed
+    reader's part (whose own clock restarted at 0) onto the stream's timeline.
+    """
+    base = TS_OFFSET_S + ts_offset_s
+    video = ffmpeg.input(str(segment), copyts=None, itsoffset=f"{base:.6f}")
+    audio = ffmpeg.input(str(pcm), itsoffset=f"{base + start_sample / AUDIO_RATE:.6f}", **PCM)
+    out_stream = ffmpeg.output(
+        video["v:0"], audio["a:0"], str(out),
+        **{"c:v": "copy", "c:a": "aac", "b:a": bitrate, "bsf:a": "noise=drop=eq(n\\,0)"},
+        f="mpegts", mpegts_flags="+initial_discontinuity", muxdelay=0, muxpreload=0,
+    )
+    return _compile(out_stream, ffmpeg_bin)
+
+
+def publisher_args(ffmpeg_bin: str, url: str) -> list[str]:
+    """The per-stream publisher: MPEG-TS pieces on stdin, paced in real time, copied to RTMP."""
+    out = ffmpeg.input("pipe:0", f="mpegts", re=None).output(url, c="copy", f="flv")
+    return _compile(out, ffmpeg_bin, "warning", nostdin=False, overwrite=False,
+                    extra=("-progress", "pipe:1", "-stats_period", "0.25"))
+
+
+def video_span_args(ffprobe: str, segment: Path) -> list[str]:
+    """The video packets' times of a segment (ffprobe), for :func:`worker.media.parse.parse_video_span`."""
+    return [ffprobe, "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,duration_time",
+            "-of", "csv=p=0", str(segment)]
+
+
+def duration_args(ffprobe: str, path: Path) -> list[str]:
+    """A media file's duration in seconds (ffprobe)."""
+    return [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)]

@@ -1,0 +1,53 @@
+"""Pure parsers of what the media commands print or write: the segment list, -progress, packet times."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def progress_out_time_s(tail: str) -> float:
+    """The last ``out_time_us`` in the tail of an ffmpeg ``-progress`` file, in seconds (0 if none)."""
+    for line in reversed(tail.splitlines()):
+        key, _, value = line.partition("=")
+        if key == "out_time_us" and value.strip().lstrip("-").isdigit():
+            return max(int(value) / 1e6, 0.0)
+    return 0.0
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    sequence: int
+    file: str
+    start_s: float
+    end_s: float
+
+
+def parse_segment_list(text: str) -> list[ListEntry]:
+    """Parse ffmpeg's csv segment list. A trailing line without a newline is still being written."""
+    entries = []
+    lines = text.split("\n")
+    for line in lines[:-1]:  # the part after the last newline is incomplete
+        line = line.strip()
+        if not line:
+            continue
+        name, start, end = line.rsplit(",", 2)
+        seq = int(Path(name).stem.rsplit("_", 1)[1])
+        entries.append(ListEntry(seq, name, float(start), float(end)))
+    return entries
+
+
+def parse_video_span(csv_text: str) -> tuple[float, float] | None:
+    """(first pts, last pts + its duration) in seconds from ffprobe's packet csv; None: no video."""
+    starts, ends = [], []
+    for line in csv_text.splitlines():
+        parts = [p for p in line.strip().split(",") if p]
+        if not parts or parts[0] == "N/A":
+            continue
+        pts = float(parts[0])
+        dur = float(parts[1]) if len(parts) > 1 and parts[1] != "N/A" else 0.0
+        starts.append(pts)
+        ends.append(pts + dur)
+    if not starts:
+        return None
+    return min(starts), max(ends)
