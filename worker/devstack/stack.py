@@ -204,11 +204,7 @@ class LocalStack:
     def _wait_workers(self, timeout_s: float = 60) -> None:
         from celery import Celery
 
-        from tasks.config import celery_config
-        from worker.core.settings import load_settings
-
-        client = Celery("livedub-up")
-        client.conf.update(celery_config(load_settings(redis_url=self.redis_url)))
+        client = Celery("livedub-up", broker=self.redis_url)  # only to ping the workers (-A tasks)
         wanted = {self.worker_name(q) for q in ALL_QUEUES}
 
         def all_up() -> bool:
