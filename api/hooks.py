@@ -1,9 +1,8 @@
-"""Media-server hooks: MediaMTX (runOnReady / runOnNotReady via the hook script) and nginx-rtmp."""
+"""Media-server hooks: MediaMTX (runOnAvailable / runOnUnavailable via the hook script) and nginx-rtmp."""
 
 from __future__ import annotations
 
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl
 
 from flask import Blueprint, abort, jsonify, request
 from pydantic import BaseModel, ValidationError
@@ -55,7 +54,7 @@ def _input_only(path: StreamPath) -> str:
 def mediamtx_ready() -> Any:
     hook = _payload(MediaMTXHook)
     sid = _input_only(_path(hook))
-    opts = stream_options(dict(parse_qsl(hook.MTX_QUERY)))
+    opts = stream_options(hook.query())
     body, code = start_stream(sid, f"mediamtx:{hook.MTX_SOURCE_TYPE}", wait_for_reader=False, options=opts)
     return jsonify(body), code
 

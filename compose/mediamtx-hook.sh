@@ -1,10 +1,12 @@
 #!/bin/sh
-# MediaMTX hook command: forwards runOnReady / runOnNotReady to the livedub API.
+# MediaMTX hook command: forwards runOnAvailable / runOnUnavailable (runOnReady / runOnNotReady in
+# releases before 1.18) to the livedub API.
 #
-#   runOnReady:    sh /hooks/mediamtx-hook.sh ready
-#   runOnNotReady: sh /hooks/mediamtx-hook.sh not-ready
+#   runOnAvailable:   sh /hooks/mediamtx-hook.sh ready
+#   runOnUnavailable: sh /hooks/mediamtx-hook.sh not-ready
 #
-# Reads MTX_PATH, MTX_SOURCE_TYPE, MTX_SOURCE_ID, MTX_QUERY (set by MediaMTX), and
+# Reads MTX_PATH, MTX_SOURCE_TYPE, MTX_SOURCE_ID, MTX_QUERY (set by MediaMTX; since 1.18.1 MTX_QUERY is
+# the query escaped once, which the API decodes), and
 # LIVEDUB_API_URL plus LIVEDUB_HOOK_SECRET (or LIVEDUB_HOOK_SECRET_FILE) from the environment.
 # Works with busybox (the mediamtx -ffmpeg image) or GNU tools; uses wget, or curl if present.
 set -eu

@@ -62,7 +62,7 @@ def test_mediamtx_hooks_target_real_routes_with_the_secret():
     script = (ROOT / "compose" / "mediamtx-hook.sh").read_text()
     assert "X-Livedub-Secret" in script
     in_path = next(v for k, v in MEDIAMTX["paths"].items() if k.endswith("/in$"))
-    for key, event in (("runOnReady", "ready"), ("runOnNotReady", "not-ready")):
+    for key, event in (("runOnAvailable", "ready"), ("runOnUnavailable", "not-ready")):
         assert in_path[key] == f"sh /hooks/mediamtx-hook.sh {event}"
         assert f"/v1/hooks/mediamtx/{event}" in rules
     mounts = services()["mediamtx"]["volumes"]

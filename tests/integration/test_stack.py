@@ -84,6 +84,25 @@ def test_mediamtx_hook_script_drives_the_api(stack):
     assert bad.returncode != 0  # 401 makes the hook command fail
 
 
+@pytest.mark.parametrize("sid,mtx_query", [
+    # exactly what MediaMTX >= 1.18.1 sets for runOnAvailable (internal/hooks/on_available.go): MTX_QUERY is
+    # url.QueryEscape(query), here written out by hand for ?target_language=fr&segment_seconds=4&voice_profile=female
+    ("mtxnew", "target_language%3Dfr%26segment_seconds%3D4%26voice_profile%3Dfemale"),
+    ("mtxold", "target_language=fr&segment_seconds=4&voice_profile=female"),  # releases before: as it came
+])
+def test_the_stream_options_survive_mediamtx_query_escaping(stack, sid, mtx_query):
+    env = {"PATH": os.environ["PATH"], "LIVEDUB_API_URL": stack.api,
+           "LIVEDUB_HOOK_SECRET_FILE": stack.state["hook_secret_file"],
+           # path.go ExternalCmdEnv() and on_available.go: the whole environment MediaMTX gives the command
+           "MTX_PATH": f"live/{sid}/in", "RTSP_PATH": f"live/{sid}/in", "RTSP_PORT": "8554",
+           "MTX_QUERY": mtx_query, "MTX_SOURCE_TYPE": "rtmpConn", "MTX_SOURCE_ID": "4f8b2a30-1c2d-4e5f"}
+    out = subprocess.run(["sh", str(HOOK), "ready"], env=env, capture_output=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    rec = stack.stream(sid)
+    assert (rec["target_language"], rec["segment_seconds"], rec["voice_profile"]) == ("fr", 4.0, "female")
+    assert subprocess.run(["sh", str(HOOK), "not-ready"], env=env, capture_output=True, timeout=20).returncode == 0
+
+
 def test_duplicate_job_delivery_does_not_start_a_second_reader(stack, video_8s):
     from celery import Celery
 

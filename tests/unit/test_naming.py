@@ -1,5 +1,6 @@
 import pytest
 
+from worker.core.models import MediaMTXHook, query_pairs
 from worker.core.naming import (
     InvalidStreamPath,
     input_path,
@@ -51,3 +52,21 @@ def test_paths_and_urls():
         rtmp_url("rtmp://h", "../x", "in")
     with pytest.raises(InvalidStreamPath):
         rtmp_url("rtmp://h", "c", "sideways")
+
+
+@pytest.mark.parametrize("mtx_query", [
+    # MediaMTX >= 1.18.1: url.QueryEscape(query) (what Go's QueryEscape gives for this query, by hand)
+    "target_language%3Dfr%26segment_seconds%3D4%26voice_profile%3Dfemale",
+    # older releases: the query as it came
+    "target_language=fr&segment_seconds=4&voice_profile=female",
+])
+def test_mediamtx_query_is_read_escaped_once_or_as_it_came(mtx_query):
+    hook = MediaMTXHook(MTX_PATH="live/cam1/in", MTX_QUERY=mtx_query)
+    assert hook.query() == {"target_language": "fr", "segment_seconds": "4", "voice_profile": "female"}
+
+
+def test_query_pairs_keep_escaped_values_and_spaces():
+    # the publish URL's query "title=a+b%26c&x=1" (a value with a space and an "&"), escaped once more
+    assert query_pairs("title%3Da%2Bb%2526c%26x%3D1") == {"title": "a b&c", "x": "1"}
+    assert query_pairs("title=a+b%26c&x=1") == {"title": "a b&c", "x": "1"}
+    assert query_pairs("") == {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from typing import Any
+from urllib.parse import parse_qsl, unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,7 +29,8 @@ class StreamState(enum.StrEnum):
 
 
 class MediaMTXHook(BaseModel):
-    """What MediaMTX gives a runOnReady / runOnNotReady command, forwarded by the hook script."""
+    """What MediaMTX gives a runOnAvailable / runOnUnavailable command (runOnReady / runOnNotReady before
+    1.18), forwarded by the hook script."""
 
     model_config = ConfigDict(extra="ignore", str_max_length=1024)
 
@@ -39,6 +41,18 @@ class MediaMTXHook(BaseModel):
 
     def stream_path(self) -> StreamPath:
         return parse_path(self.MTX_PATH)
+
+    def query(self) -> dict[str, str]:
+        """The publish URL's query. Since 1.18.1 MediaMTX sets ``MTX_QUERY`` to ``url.QueryEscape(query)``
+        (``a%3D1%26b%3D2``); older releases set the query as it came (``a=1&b=2``). Both are accepted."""
+        return query_pairs(self.MTX_QUERY)
+
+
+def query_pairs(raw: str) -> dict[str, str]:
+    """A query string's pairs, once-escaped or not: an escaped query has no ``=`` of its own. Pure."""
+    if "=" not in raw and "%3d" in raw.lower():
+        raw = unquote_plus(raw)
+    return dict(parse_qsl(raw))
 
 
 class NginxRtmpHook(BaseModel):
