@@ -96,11 +96,11 @@ def test_production_services_are_there():
             "worker-ingest", "worker-sts", "worker-collect", "worker-remux", "worker-publish"} <= set(services())
 
 
-def test_gpu_is_reserved_for_sts_service_and_pool():
-    for name in ("sts", "worker-sts"):
-        devices = services()[name]["deploy"]["resources"]["reservations"]["devices"]
-        assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
-    assert "deploy" not in services()["worker-collect"]
+def test_gpu_is_reserved_for_the_sts_service_only():
+    devices = services()["sts"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    # the sts pool is a Socket.IO client of the service: it needs no GPU, nor does any other pool
+    assert [name for name, svc in services().items() if "deploy" in svc] == ["sts"]
 
 
 def test_flower_requires_auth_and_secrets_are_required():

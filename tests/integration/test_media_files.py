@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -50,8 +51,9 @@ def test_livedub_worker_serves_its_pool(redis_url):
 
     env = {"LIVEDUB_REDIS_URL": redis_url, "PATH": "/usr/bin:/bin"}
     name = f"t{free_port()}"
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - read after the worker exits
     proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "--pool", "remux", "-c", "1", "-n",
-                             f"{name}@%h"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             f"{name}@%h"], env=env, stdout=subprocess.DEVNULL, stderr=log)
     client = Celery("t")
     client.conf.update(celery_config(load_settings(redis_url=redis_url)))
     try:
@@ -67,4 +69,7 @@ def test_livedub_worker_serves_its_pool(redis_url):
         proc.terminate()
         code = proc.wait(20)
         client.close()
-    assert code == 0, proc.stderr.read().decode()[-2000:]  # a warm shutdown on SIGTERM
+    log.seek(0)
+    text = log.read().decode(errors="replace")
+    assert code == 0, text[-2000:]  # a warm shutdown on SIGTERM
+    assert "celery@" in text or "Connected to" in text, text[-2000:]  # it logs at info, as compose runs it

@@ -2,13 +2,14 @@
 
 import io
 import subprocess
+import sys
 import wave
 
 import pytest
 import requests
 
 from bench.support.wer import wer
-from tests.support import sts_server
+from tests.support import free_port, sts_server
 from worker.media.procs import wait_until
 from worker.media.wav import wav_duration_ms
 from worker.sts.client import StsClient
@@ -45,3 +46,34 @@ def test_offline_engine_dubs_real_speech(tmp_path):
     assert res.dubbed_audio.duration_ms == pytest.approx(wav_duration_ms(res.dubbed_audio.raw()))
     assert res.stage_timings.asr_ms > 0 and res.stage_timings.translation_ms > 0 and res.stage_timings.tts_ms > 0
     assert res.metadata["asr_model"] == "faster-whisper tiny.en"
+
+
+def test_an_engine_that_cannot_load_its_model_says_why_and_exits(tmp_path):
+    """No fallbacks served by a service without a model: /health is 503 with the reason, then it exits."""
+    missing = tmp_path / "no-such-model"
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "sts", "--engine", "offline", "--insecure",
+                             "--port", str(port), "--model-dir", str(missing)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: list[dict] = []
+
+    def health_or_exit():
+        if proc.poll() is not None:
+            return True
+        try:
+            resp = requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
+        except requests.ConnectionError:
+            return False
+        seen.append({"code": resp.status_code, **resp.json()})
+        return False
+
+    try:
+        wait_until(health_or_exit, 60, 0.05, "the service to exit")
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert "cannot serve" in err and str(missing) in err, err
+    assert all(h["code"] == 503 and h["status"] in ("loading", "unavailable") for h in seen), seen
+    print(f"health answers before the exit: {seen}")

