@@ -105,8 +105,12 @@ def test_gpu_is_reserved_for_the_sts_service_only():
 
 def test_flower_requires_auth_and_secrets_are_required():
     cmd = " ".join(services()["flower"]["command"])
-    assert cmd.startswith("celery -A tasks flower") and "--basic-auth=${FLOWER_BASIC_AUTH:?" in cmd
-    import flower  # noqa: F401  the package is installed with livedub
+    # credentials come from the environment (Flower reads FLOWER_BASIC_AUTH), never the command line
+    assert cmd.startswith("celery -A tasks flower") and "auth" not in cmd
+    assert services()["flower"]["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    from flower.command import is_flower_envvar  # the package is installed with livedub
+
+    assert is_flower_envvar("FLOWER_BASIC_AUTH")  # Flower reads it as its --basic-auth option
 
     for name in ("api", "worker-sts", "sts"):
         env = services()[name]["environment"]
@@ -147,3 +151,34 @@ def test_alert_rules_and_grafana_panels_use_declared_metrics():
     titles = " ".join(p["title"] for p in dash["panels"]).lower()
     for topic in ("status", "glass-to-glass", "a/v offset", "per-stage p95", "queue depth"):
         assert topic in titles
+
+
+def test_every_service_has_a_healthcheck_and_waits_for_what_it_needs_to_be_healthy():
+    for name, svc in services().items():
+        assert svc.get("healthcheck", {}).get("test"), name
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert cond == {"condition": "service_healthy"}, (name, dep)
+    assert "api" in services()["mediamtx"]["depends_on"]  # no hook fires before the API listens
+    assert "sts" in services()["worker-sts"]["depends_on"]  # no segment is sent before the model is loaded
+
+
+def test_every_livedub_setting_reaches_the_containers():
+    livedub = [name for name, svc in services().items() if svc.get("image") == "livedub:latest"]
+    assert len(livedub) >= 8
+    for name in livedub:
+        assert services()[name]["env_file"] == [".env"], name  # compose/.env, next to the compose file
+
+
+def test_mediamtx_metrics_are_open_to_the_stack_only():
+    users = MEDIAMTX["authInternalUsers"]
+    metrics = [u for u in users if any(p["action"] == "metrics" for p in u["permissions"])]
+    assert metrics and all(u["ips"] and "0.0.0.0/0" not in u["ips"] for u in metrics)
+    published = [p.split(":")[0] for p in services()["mediamtx"].get("ports", [])]
+    assert MEDIAMTX["metricsAddress"].lstrip(":") not in published
+
+
+def test_the_image_context_leaves_out_secrets_and_local_state():
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".git", ".venv", "compose/.env", "compose/prometheus/flower_password"} <= ignored
+    gitignored = set((ROOT / ".gitignore").read_text().split())
+    assert {"compose/.env", "compose/prometheus/flower_password"} <= gitignored
