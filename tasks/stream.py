@@ -30,7 +30,10 @@ def stream_job(stream_id: str, job_id: str, resume: int = 0) -> dict[str, Any]:
     ``resume``: the n-th re-publish of the stream, which this run reads."""
     from tasks.pipeline import start_chain, start_publisher
 
-    job = build_stream_job(stream_id, job_id, SHUTDOWN, start_chain, start_publisher, resume)
+    def hand_over(n: int) -> None:  # the worker shuts down: the next worker of the pool goes on
+        app.send_task(STREAM_JOB_TASK, args=[stream_id, job_id], task_id=f"{job_id}-h{n}")
+
+    job = build_stream_job(stream_id, job_id, SHUTDOWN, start_chain, start_publisher, resume, hand_over)
     outcome = job.run()
     log.info("stream %s job %s: %s (%s)", stream_id, job_id, outcome.state, outcome.reason)
     return {"state": outcome.state, "reason": outcome.reason, "segments": outcome.segments}

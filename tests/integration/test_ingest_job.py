@@ -141,6 +141,35 @@ def test_a_worker_shutting_down_gives_the_stream_up_with_the_reason(env):
     assert reg.get("s").state is StreamState.FAILED
 
 
+def test_a_worker_shutting_down_hands_the_stream_over_instead_of_failing_it(env):
+    reg, store, settings, clock, job = env
+    shutdown = threading.Event()
+    shutdown.set()
+    handed: list[int] = []
+    reader = FakeReader([(0, 0.0, 6.0), (1, 6.0, 12.0)], polls=1000)
+    try:
+        sj, prepared = make_job(env, reader, shutdown=shutdown, hand_over=handed.append)
+        outcome = sj.run()
+    finally:
+        reader.close()
+    assert outcome.state is None and outcome.reason.startswith("handed over")
+    assert handed == [1]  # queued again, for the next worker of the pool
+    assert [seq for _, seq in prepared] == [0, 1]  # what the reader had cut is registered and prepared
+    rec = reg.get("s")
+    assert rec.state is StreamState.LIVE and rec.handovers == 1 and rec.handover_at == clock()
+    assert reg.lease_owner("s") is None  # free for the next run
+    assert reg.reconcile(settings.start_timeout_s) == []  # a pending handover is not a dead job
+    # the next run takes it: a new part, numbering on, the handover done
+    nxt = FakeReader([(2, 0.0, 6.0)])
+    try:
+        sj2, prepared2 = make_job(env, nxt)
+        assert sj2.run().state is StreamState.ENDED
+    finally:
+        nxt.close()
+    assert nxt.args[nxt.args.index("-segment_start_number") + 1] == "2"
+    assert prepared2[0][0].name == "part1" and reg.get("s").handover_at is None
+
+
 def test_an_operator_stop_interrupts_the_reader_and_ends_the_stream(env):
     reg, store, settings, clock, job = env
     reg.request_stop("s", job, "stopped by operator")

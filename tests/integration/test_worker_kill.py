@@ -188,3 +188,28 @@ def test_killed_ingest_worker_resumes_the_stream(stack, media_dir, tmp_path):
     starts = [s["start_s"] for s in rec["segments"] if s["status"] != "failed"]
     assert starts == sorted(starts)  # the resumed part sits after the first on the stream's timeline
     assert resumed_after < 20, resumed_after
+
+
+def test_sigterm_to_the_only_ingest_worker_hands_the_stream_over(stack, media_dir, tmp_path):
+    """A redeploy: the ingest worker gets SIGTERM (what docker stop sends). It hands its run over instead of
+    failing the stream: `livedub up` brings the worker back, which goes on with a new reader; the gap is
+    recorded, nothing fails, the output stays one stream in sync."""
+    video = make_video(media_dir / "count36h.flv", 36, speech=True)
+    dub = start_dub(stack, video, tmp_path, "hand")
+    wait_until(lambda: stack.stream("hand")["segment_count"] >= 1, 30, 0.2, "first segment")
+    worker = worker_proc(stack, "ingest")
+    worker.send_signal(signal.SIGTERM)
+    assert wait_gone([worker], 20) == []  # a warm shutdown: it exits by itself
+    wait_until(lambda: any("part1" in s["file"] for s in stack.stream("hand")["segments"]), 40, 0.2,
+               "a segment from the run that went on")
+    out, err = dub.communicate(timeout=150)
+    rec = stack.wait_state("hand", {"ended", "failed"}, 60)
+    assert rec["state"] == "ended", rec["reason"]
+    assert rec["handovers"] == 1 and rec["handover_at"] is None
+    assert 0 <= rec["last_gap_s"] < 15, rec["last_gap_s"]
+    assert all(s["status"] in ("processed", "fallback") for s in rec["segments"]), rec["segments"]
+    print(f"handover gap {rec['last_gap_s']:.2f}s, {len(rec['segments'])} segments")
+    report = json.loads(out)
+    assert report["segments"]["failed"] == 0 and not report["output"]["problems"], report
+    assert abs(report["output"]["av_offset_start_ms"]) <= 25 and abs(report["output"]["av_offset_end_ms"]) <= 25
+    assert report["output"]["duration_s"] > 36 - 15, report["output"]  # the output went on after the handover

@@ -127,6 +127,10 @@ class StreamRecord(BaseModel):
     ingest_restarts: int = 0  # times the publisher ran a dead ingest job again
     served_epoch: int | None = None  # the re-publish epoch a reader run took on
     publisher_sealed: bool = False  # the publisher is done: a re-publish starts a new generation
+    # A worker that shuts down (a redeploy) hands its run over: the job is queued again and goes on.
+    handover_at: float | None = None  # set while a handover waits for a worker; cleared when one takes it
+    handovers: int = 0
+    last_gap_s: float | None = None  # media lost between a run and the one that went on (handover, death)
     segments: list[Segment] = Field(default_factory=list)
 
     @classmethod

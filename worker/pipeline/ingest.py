@@ -47,6 +47,7 @@ class StreamJob:
         runner: ProcessRunner | None = None,
         make_preparer: Callable[[Path, Callable[[], bool]], Callable[[Segment], None]] | None = None,
         restart_publisher: Callable[[], None] | None = None,
+        hand_over: Callable[[int], None] | None = None,
         shutdown: threading.Event | None = None,
         resume: int = 0,
         monotonic: Callable[[], float] = time.monotonic,
@@ -61,6 +62,7 @@ class StreamJob:
         self.make_preparer = make_preparer
         self.publisher_watch = LeaseWatcher(registry, stream_id, PUBLISHER, settings.heartbeat_ttl_s,
                                             restart_publisher, registry.clock) if restart_publisher else None
+        self.hand_over = hand_over  # queue this job again (n-th handover), for another worker to go on
         self.on_segment: Callable[[Segment], None] | None = None
         self.fatal: Stop | None = None
         self.first_seq = 0
@@ -101,7 +103,7 @@ class StreamJob:
         args = segmenter_args(url, out_dir, seconds, self.settings.read_timeout_s, self.settings.ffmpeg_bin,
                               audio_track=self.make_preparer is not None, start_number=self.first_seq)
         self.registry.set_fields(self.stream_id, heartbeat_at=self.registry.clock(), input_url=url,
-                                 segment_seconds=seconds)
+                                 segment_seconds=seconds, handover_at="")
         with open(out_dir / "ffmpeg.log", "wb") as errlog:
             proc = self.runner.start(args, stderr=errlog)
             if self.make_preparer is not None:
@@ -111,13 +113,28 @@ class StreamJob:
             finally:
                 stop_process(proc, signal.SIGTERM, grace_s=3)
         if self.fatal is None and stop.cause is not StopCause.LOST:
-            self._scan(out_dir)
+            self._scan(out_dir)  # the reader closed its last segment cleanly: it is registered and prepared
         stop = self.fatal or stop
+        if stop.cause is StopCause.SHUTDOWN and self.hand_over is not None:
+            return self._hand_over()
         outcome = job_outcome(stop, proc.returncode, self.first_seq + self.seen, self.seen,
                               _tail(out_dir / "ffmpeg.log"))
         self._record_outcome(outcome, lost=stop.cause is StopCause.LOST)
         self.registry.release(self.stream_id, self.holder)
         return outcome
+
+    def _hand_over(self) -> JobOutcome:
+        """The worker shuts down (a redeploy): the stream stays live, the job is queued again, and the
+        next worker of the pool goes on with a new reader (a new part, numbering on, placed by the wall
+        clock). Nothing is failed; the gap is recorded when the next run places itself."""
+        n = self.registry.incr(self.stream_id, "handovers") or 1
+        self.registry.set_fields(self.stream_id, handover_at=self.registry.clock())
+        self.registry.release(self.stream_id, self.holder)
+        assert self.hand_over is not None
+        self.hand_over(n)
+        self.registry.metrics.count("livedub_ingest_handovers_total")
+        log.info("%s: worker shutting down; handed the stream over (%d)", self.stream_id, n)
+        return JobOutcome(None, "handed over: the worker shut down while the stream was live", self.seen)
 
     def _record_outcome(self, outcome: JobOutcome, lost: bool) -> None:
         if outcome.state is None:

@@ -130,6 +130,9 @@ class SegmentPreparer:
         self.origin_at, self.delay_s = rec.origin_at, rec.output_delay_s or self.delay_s
         last_end = max((s.end_s for s in self.registry.segments(self.stream_id) if s.deadline_at), default=0.0)
         self.offset_s = resumed_offset(now, self.origin_at, local, last_end)
+        gap = local[0] + self.offset_s - last_end
+        self.registry.set_fields(self.stream_id, last_gap_s=round(gap, 3))
+        self.registry.metrics.observe("livedub_input_gap_seconds", gap)
 
     def wait_for_audio(self, b1: int, wait_s: float = 1.5) -> None:
         """Wait (bounded) for the reader to write the continuous track up to sample ``b1``."""

@@ -80,7 +80,12 @@ class Publisher:
             # The ingest job runs on another pool: while the input is live, run it again if it died.
             if self.ingest_watch is not None and rec is not None and not rec.input_ended \
                     and rec.state in (StreamState.LIVE, StreamState.DRAINING):
-                self.ingest_watch.check(rec.heartbeat_at)
+                if rec.handover_at is None:
+                    self.ingest_watch.check(rec.heartbeat_at)
+                elif self.clock() - rec.handover_at > self.settings.start_timeout_s:
+                    self.registry.finish(self.stream_id, self.job_id, StreamState.FAILED,
+                                         f"no ingest worker took the stream over within "
+                                         f"{self.settings.start_timeout_s:.0f}s of its worker shutting down")
         return True
 
     def _rerun_ingest(self) -> None:

@@ -57,7 +57,7 @@ def sts_pool(settings: Settings) -> StsPool:
 
 def build_stream_job(
     stream_id: str, job_id: str, shutdown: threading.Event, start_chain: Callable[[SegmentWork], None],
-    start_publisher: Callable[..., None], resume: int = 0,
+    start_publisher: Callable[..., None], resume: int = 0, hand_over: Callable[[int], None] | None = None,
 ) -> StreamJob:
     settings = process_settings()
     registry = process_registry(settings)
@@ -76,5 +76,5 @@ def build_stream_job(
                                start_publisher=lambda: start_publisher(stream_id, job_id))
 
     return StreamJob(stream_id, job_id, registry=registry, store=store, settings=settings, shutdown=shutdown,
-                     make_preparer=make_preparer, resume=resume,
+                     make_preparer=make_preparer, resume=resume, hand_over=hand_over,
                      restart_publisher=lambda: start_publisher(stream_id, job_id, restart=True))

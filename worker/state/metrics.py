@@ -29,6 +29,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "livedub_publisher_stalls_total": ("Times the publisher had no piece at all at a deadline.", ()),
     "livedub_sts_backpressure_total": ("Backpressure events received from the STS service.", ("action",)),
     "livedub_sts_circuit_open_total": ("Segments not sent because the STS circuit breaker was open.", ()),
+    "livedub_ingest_handovers_total": ("Ingest runs handed over by a worker shutting down (a redeploy).", ()),
     "media_service_worker_segments_processed_total": ("Seed-compatible: segments processed.", ("type",)),
 }
 STAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -36,6 +37,8 @@ HISTOGRAMS: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
     "livedub_stage_duration_seconds": ("Per-segment time in each stage.", ("stage",), STAGE_BUCKETS),
     "livedub_glass_to_glass_seconds": ("Input media time to the publisher putting it out.", (),
                                        (4.0, 5.0, 6.0, 6.5, 7.0, 7.5, 8.0, 9.0, 10.0, 12.0, 15.0, 20.0)),
+    "livedub_input_gap_seconds": ("Input lost between an ingest run and the one that went on.", (),
+                                  (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)),
     # Absolute: OpenMetrics histograms with negative buckets carry no _sum/_count. The signed values
     # are on each stream's record (last_av_offset_start_ms / _end_ms).
     "livedub_output_av_offset_seconds": ("|audio - video| at the start and end of each published piece.",

@@ -189,6 +189,12 @@ class StreamRegistry:
             return None
         if not input_done and self._r.exists(self.key(sid, Lease.PUBLISHER)):
             return None  # the publisher watches the ingest job and runs it again
+        handover = fields.get("handover_at")
+        if handover and not input_done:  # its worker shut down and queued the job again: wait for a taker
+            if now - float(handover) > start_timeout_s:
+                return (f"no ingest worker took the stream over within {start_timeout_s:.0f}s of its worker "
+                        "shutting down")
+            return None
         beat = fields.get(beat_field)
         if beat:
             return f"heartbeat lost: the {who} stopped {now - float(beat):.1f}s ago (worker died?)"
