@@ -100,7 +100,16 @@ def test_gpu_is_reserved_for_the_sts_service_only():
     devices = services()["sts"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
     # the sts pool is a Socket.IO client of the service: it needs no GPU, nor does any other pool
-    assert [name for name, svc in services().items() if "deploy" in svc] == ["sts"]
+    reserving = [name for name, svc in services().items()
+                 if "reservations" in svc.get("deploy", {}).get("resources", {})]
+    assert reserving == ["sts"]
+
+
+def test_the_long_running_pools_run_two_workers_with_a_grace_longer_than_a_handover():
+    for name in ("worker-ingest", "worker-publish"):
+        svc = services()[name]
+        assert svc["deploy"]["replicas"] >= 2, name
+        assert int(svc["stop_grace_period"].rstrip("s")) >= 20, name  # the handover takes a few seconds
 
 
 def test_flower_requires_auth_and_secrets_are_required():
