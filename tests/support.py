@@ -43,6 +43,22 @@ class FakeClock:
             self.t += max(s, 0.001)
 
 
+def fresh_pipeline(redis_url: str, tmp_path: Path, **settings: Any) -> tuple[Any, Any, Any, FakeClock, str]:
+    """An empty Redis, a registry on a fake clock, a store, settings, and one started stream "s":
+    (registry, store, settings, clock, job_id). For tests that drive a job's loop."""
+    from worker.core.settings import load_settings
+    from worker.state.registry import StreamRegistry
+    from worker.state.store import LocalSegmentStore
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    clock = FakeClock()
+    reg = StreamRegistry(client, clock=clock)
+    job = reg.start("s", "test").job_id
+    store = LocalSegmentStore(tmp_path / "store")
+    return reg, store, load_settings(redis_url=redis_url, hook_insecure=True, **settings), clock, job
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

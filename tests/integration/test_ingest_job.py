@@ -7,16 +7,12 @@ import threading
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.support import FakeClock
+from tests.support import fresh_pipeline
 from worker.core.models import StreamState
 from worker.core.segments import ReasonCode, Segment, SegmentStatus
-from worker.core.settings import load_settings
 from worker.media.commands import PROGRESS, SEGMENT_LIST
 from worker.pipeline.ingest import StreamJob
-from worker.state.registry import StreamRegistry
-from worker.state.store import LocalSegmentStore
 
 pytestmark = pytest.mark.integration
 
@@ -65,14 +61,7 @@ class FakeReader:
 
 @pytest.fixture
 def env(tmp_path, redis_url):
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    clock = FakeClock()
-    reg = StreamRegistry(client, clock=clock)
-    store = LocalSegmentStore(tmp_path / "store")
-    settings = load_settings(redis_url=redis_url, hook_insecure=True)
-    job = reg.start("s", "test").job_id
-    return reg, store, settings, clock, job
+    return fresh_pipeline(redis_url, tmp_path)
 
 
 def make_job(env, reader, **kw):

@@ -4,15 +4,11 @@ each deadline, in which order, what it records and counts, and how it ends the s
 import io
 
 import pytest
-import redis
 
-from tests.support import FakeClock
+from tests.support import FakeClock, fresh_pipeline
 from worker.core.models import StreamState
 from worker.core.segments import DubOutcome, ReasonCode, Segment, SegmentStatus
-from worker.core.settings import load_settings
 from worker.pipeline.publisher import Publisher
-from worker.state.registry import StreamRegistry
-from worker.state.store import LocalSegmentStore
 
 pytestmark = pytest.mark.integration
 
@@ -63,13 +59,7 @@ class FakeRunner:
 
 @pytest.fixture
 def env(tmp_path, redis_url):
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    clock = FakeClock()
-    reg = StreamRegistry(client, clock=clock)
-    store = LocalSegmentStore(tmp_path / "store")
-    settings = load_settings(redis_url=redis_url, hook_insecure=True, republish_grace_s=8)
-    job = reg.start("s", "test").job_id
+    reg, store, settings, clock, job = fresh_pipeline(redis_url, tmp_path, republish_grace_s=8)
     reg.mark_live("s", job)
     reg.set_fields("s", origin_at=1000.0, output_delay_s=8.0)
     return reg, store, settings, clock, job

@@ -32,9 +32,6 @@ def audio_boundary(t_us: int, rate: int = AUDIO_RATE, frame: int = AAC_FRAME) ->
     return frame * ((t_us * rate + unit // 2) // unit)
 
 
-def samples_to_s(samples: int, rate: int = AUDIO_RATE) -> float:
-    return samples / rate
-
 
 @dataclass(frozen=True)
 class FitPlan:

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar, cast
 
 import redis
 
@@ -17,6 +18,8 @@ from worker.pipeline.prepare import SegmentPreparer, StreamPlan
 from worker.pipeline.sts_dispatch import StsPool
 from worker.state.registry import StreamRegistry
 from worker.state.store import LocalSegmentStore
+
+T = TypeVar("T")
 
 
 @lru_cache(maxsize=1)
@@ -31,28 +34,27 @@ def make_registry(settings: Settings) -> StreamRegistry:
     return StreamRegistry(client, record_ttl_s=settings.record_ttl_s)
 
 
-_registries: dict[int, StreamRegistry] = {}
+_made: dict[tuple[Callable[..., object], int], object] = {}
+
+
+def _once(make: Callable[[Settings], T], settings: Settings) -> T:
+    """One ``make(settings)`` per process and settings object (a Redis pool, the STS connections)."""
+    key = (make, id(settings))
+    if key not in _made:
+        _made[key] = make(settings)
+    return cast(T, _made[key])
 
 
 def process_registry(settings: Settings) -> StreamRegistry:
-    key = id(settings)
-    if key not in _registries:
-        _registries[key] = make_registry(settings)
-    return _registries[key]
+    return _once(make_registry, settings)
 
 
 def process_store(settings: Settings) -> LocalSegmentStore:
     return LocalSegmentStore(settings.store_dir)
 
 
-_pools: dict[int, StsPool] = {}
-
-
 def sts_pool(settings: Settings) -> StsPool:
-    key = id(settings)
-    if key not in _pools:
-        _pools[key] = StsPool(settings)
-    return _pools[key]
+    return _once(StsPool, settings)
 
 
 def build_stream_job(

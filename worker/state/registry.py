@@ -86,8 +86,6 @@ class StreamRegistry:
         input came back (a resume cleared ``segments_final``)."""
         return bool(self._seal(keys=[self.key(stream_id)], args=[job_id]))
 
-    def resumes(self, stream_id: str) -> int:
-        return int(self._r.hget(self.key(stream_id), "resumes") or 0)
 
     def transition(
         self, stream_id: str, job_id: str, to: StreamState, allowed: str, reason: str = "", ts: str = ""
