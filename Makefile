@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PKGS := redis-server nginx libnginx-mod-rtmp ffmpeg espeak-ng sox apertium apertium-eng-spa curl chromium chromium-driver
+APT_PKGS := redis-server nginx libnginx-mod-rtmp ffmpeg espeak-ng sox apertium apertium-eng-spa curl chromium chromium-driver docker-compose iproute2 util-linux
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 

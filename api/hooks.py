@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, TypeVar
 
 from flask import Blueprint, abort, jsonify, request
 from pydantic import BaseModel, ValidationError
 
-from api.deps import registry, require_secret
+from api.deps import registry, require_secret, settings
 from api.lifecycle import start_stream, stop_stream, stream_options
 from worker.core.models import MediaMTXHook, NginxRtmpHook
 from worker.core.naming import InvalidStreamPath, StreamPath
 
 bp = Blueprint("hooks", __name__, url_prefix="/v1/hooks")
 M = TypeVar("M", bound=BaseModel)
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def publisher_allowed(addr: str, networks: list[str]) -> bool:
+    """Whether the address a publish came from is one of livedub's publish hosts."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)
 
 
 @bp.before_request
@@ -73,8 +82,9 @@ def nginx_publish() -> Any:
     path = _path(hook)
     if path.direction == "out":
         # livedub's own publisher republishing the dubbed output; nobody else may.
-        if hook.addr not in LOOPBACK:
-            abort(403, description="only livedub's publisher may publish live/<id>/out")
+        if not publisher_allowed(hook.addr, settings().publisher_networks):
+            abort(403, description="only livedub's publisher may publish live/<id>/out "
+                                   "(LIVEDUB_PUBLISHER_NETWORKS lists its hosts)")
         return jsonify(stream_id=path.stream_id, accepted="output"), 200
     opts = stream_options(request.form.to_dict())  # nginx-rtmp passes the URL's query as form fields
     body, code = start_stream(path.stream_id, "nginx-rtmp", wait_for_reader=True, options=opts)

@@ -65,7 +65,7 @@ def naive(stack: LocalStack, video: Path, tmp: Path) -> dict[str, list[float]]:
     functions (probe, plan, audio slice, STS round trip, collect, remux), not a copy of them."""
     out = tmp / "naive"
     store = LocalSegmentStore(out / "store")
-    job_dir = store.job_dir("naive", "j0")
+    job_dir = store.work_dir("naive", "j0")
     src = ffmpeg.input(str(video))  # the file cut as the reader cuts the live input, with its audio track
     segments = ffmpeg.output(src["v"], src["a"], str(job_dir / SEGMENT_PATTERN), c="copy", f="segment",
                              segment_time=6, segment_format="mpegts", reset_timestamps=0, muxdelay=0, muxpreload=0)

@@ -5,12 +5,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import make_video, redis_server
+from tests.support import make_video, redis_server, s3_server
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     with redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_url() -> Iterator[str]:
+    with s3_server() as url:
         yield url
 
 

@@ -59,6 +59,9 @@ def fresh_pipeline(redis_url: str, tmp_path: Path, **settings: Any) -> tuple[Any
     return reg, store, load_settings(redis_url=redis_url, hook_insecure=True, **settings), clock, job
 
 
+MINIO_IMAGE = "minio/minio:RELEASE.2025-04-22T22-12-26Z"  # the version compose pins
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -108,6 +111,58 @@ def redis_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """An object store URL (``s3+http://KEY:SECRET@HOST:PORT/livedub/test``) with its bucket: MinIO in
+    testcontainers where a Docker engine exists, else moto's S3 server on a free local port."""
+    from worker.devstack.s3server import BUCKET, S3Server, ensure_bucket
+
+    try:
+        from docker.errors import DockerException
+
+        try:
+            from testcontainers.community.minio import MinioContainer
+        except ImportError:
+            from testcontainers.minio import MinioContainer
+    except ImportError:  # pragma: no cover - testcontainers is a dev dependency
+        DockerException = RuntimeError  # type: ignore[misc,assignment]  # noqa: N806
+        MinioContainer = None  # type: ignore[assignment,misc]  # noqa: N806
+    container = None
+    try:
+        if MinioContainer is not None:
+            container = MinioContainer(MINIO_IMAGE)
+            container.start()
+    except DockerException:
+        container = None  # no Docker engine here: fall back to moto's server
+    if container is not None:
+        try:
+            cfg = container.get_config()
+            url = f"s3+http://{cfg['access_key']}:{cfg['secret_key']}@{cfg['endpoint']}/{BUCKET}/test"
+            wait_until(lambda: ensure_bucket(url), 30, what="MinIO")
+            yield url
+        finally:
+            container.stop()
+        return
+    server = S3Server.new("127.0.0.1", free_port())
+    proc = subprocess.Popen(server.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = server.url("test")
+    try:
+        wait_until(lambda: _answers(url), 20, what="moto S3 server")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _answers(url: str) -> bool:
+    from worker.devstack.s3server import ensure_bucket
+
+    try:
+        return ensure_bucket(url)
+    except Exception:  # noqa: BLE001 - not listening yet
+        return False
 
 
 def publish(path: Path, rtmp_url: str, stream_id: str, realtime: bool = True) -> subprocess.Popen[bytes]:

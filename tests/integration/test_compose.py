@@ -91,8 +91,29 @@ def metric_names(expr):
     return {w for w in words if w.startswith(("livedub_", "media_service_")) or w == "up"}
 
 
+def test_every_image_is_pinned_to_a_version():
+    for name, svc in services().items():
+        image = svc.get("image", "")
+        if image == "livedub:latest":  # built from this repository
+            continue
+        repo, _, tag = image.rpartition(":")
+        assert repo and re.search(r"\d", tag) and "latest" not in tag, (name, image)
+
+
+def test_the_pools_share_segments_through_minio_not_a_volume():
+    for name, svc in services().items():
+        if svc.get("image") != "livedub:latest":
+            continue
+        env = svc["environment"]
+        assert env["LIVEDUB_STORE_URL"].startswith("s3+http://minio:9000/"), name
+        assert not [v for v in svc.get("volumes", []) if str(v).startswith("store:")], name
+        if name.startswith("worker-"):
+            assert svc["depends_on"]["minio-bucket"] == {"condition": "service_completed_successfully"}, name
+    assert "mb --ignore-existing" in " ".join(services()["minio-bucket"]["entrypoint"])
+
+
 def test_production_services_are_there():
-    assert {"redis", "mediamtx", "api", "sts", "flower", "prometheus", "grafana",
+    assert {"redis", "minio", "mediamtx", "api", "sts", "flower", "prometheus", "grafana",
             "worker-ingest", "worker-sts", "worker-collect", "worker-remux", "worker-publish"} <= set(services())
 
 
@@ -162,11 +183,18 @@ def test_alert_rules_and_grafana_panels_use_declared_metrics():
         assert topic in titles
 
 
+ONE_SHOT = {"minio-bucket"}  # runs once at start (creates the bucket) and exits
+
+
 def test_every_service_has_a_healthcheck_and_waits_for_what_it_needs_to_be_healthy():
     for name, svc in services().items():
+        if name in ONE_SHOT:
+            assert "restart" not in svc, name
+            continue
         assert svc.get("healthcheck", {}).get("test"), name
         for dep, cond in (svc.get("depends_on") or {}).items():
-            assert cond == {"condition": "service_healthy"}, (name, dep)
+            wanted = "service_completed_successfully" if dep in ONE_SHOT else "service_healthy"
+            assert cond == {"condition": wanted}, (name, dep)
     assert "api" in services()["mediamtx"]["depends_on"]  # no hook fires before the API listens
     assert "sts" in services()["worker-sts"]["depends_on"]  # no segment is sent before the model is loaded
 
@@ -191,3 +219,40 @@ def test_the_image_context_leaves_out_secrets_and_local_state():
     assert {".git", ".venv", "compose/.env", "compose/prometheus/flower_password"} <= ignored
     gitignored = set((ROOT / ".gitignore").read_text().split())
     assert {"compose/.env", "compose/prometheus/flower_password"} <= gitignored
+
+
+def compose_config(tmp_path):
+    """What `docker compose config` (or docker-compose 1.29, where the compose plugin is not installed)
+    gives each service, with .env.example as compose/.env. Needs no Docker engine."""
+    import shutil
+    import subprocess
+
+    work = tmp_path / "compose"
+    shutil.copytree(ROOT / "compose", work)
+    shutil.copy(ROOT / "compose" / ".env.example", work / ".env")
+    plugin = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0 \
+        if shutil.which("docker") else False
+    tool = ["docker", "compose"] if plugin else [shutil.which("docker-compose") or "docker-compose"]
+    out = subprocess.run([*tool, "-f", str(work / "docker-compose.yml"), "--env-file", str(work / ".env"), "config"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return yaml.safe_load(out.stdout)["services"]
+
+
+def test_compose_config_gives_each_livedub_container_every_setting_its_code_reads(tmp_path, monkeypatch):
+    fields = {f"LIVEDUB_{k.upper()}" for k in Settings.model_fields}
+    example = (ROOT / "compose" / ".env.example").read_text()
+    listed = set(re.findall(r"^(LIVEDUB_\w+)=", example, re.M))
+    resolved = compose_config(tmp_path)
+    livedub = [n for n, s in resolved.items() if s.get("image") == "livedub:latest"]
+    assert len(livedub) >= 8
+    for name in livedub:
+        env = resolved[name]["environment"]
+        got = {k for k in env if k.startswith("LIVEDUB_")}
+        assert listed <= got, (name, listed - got)  # every setting of .env reaches it
+        assert got <= fields, (name, got - fields)  # and each is one the code reads
+        with monkeypatch.context() as m:  # and they parse, read from the environment as in the container
+            for k, v in env.items():
+                if k.startswith("LIVEDUB_") and v not in ("", None):
+                    m.setenv(k, str(v))
+            load_settings()

@@ -86,7 +86,7 @@ def test_a_first_run_registers_prepares_and_hands_the_end_to_the_publisher(env):
         reader.close()
     assert (outcome.state, outcome.reason, outcome.segments) == (StreamState.ENDED, "input ended", 2)
     assert "-segment_start_number" in reader.args and reader.args[reader.args.index("-segment_start_number") + 1] == "0"
-    assert [seq for _, seq in prepared] == [0, 1] and prepared[0][0] == store.job_dir("s", job)
+    assert [seq for _, seq in prepared] == [0, 1] and prepared[0][0] == store.work_dir("s", job)
     rec = reg.get("s")
     # live once media arrived; the input's end makes it draining, and the publisher ends it after the last piece
     assert rec.live_at is not None and rec.state is StreamState.DRAINING and rec.segments_final == 2
@@ -106,7 +106,7 @@ def test_a_resumed_run_goes_on_in_a_new_part_and_fails_what_the_dead_run_left_un
         outcome = sj.run()
     finally:
         reader.close()
-    part = store.job_dir("s", job) / "part1"
+    part = store.work_dir("s", job) / "part1"
     assert reader.args[reader.args.index("-segment_start_number") + 1] == "2"  # the numbering goes on
     assert all(out_dir == part for out_dir, _ in prepared) and [seq for _, seq in prepared] == [2, 3]
     segs = {s.sequence: s for s in reg.segments("s")}

@@ -67,7 +67,7 @@ def env(tmp_path, redis_url):
 
 def add(reg, store, job, seq, deadline, **fields):
     """A prepared segment with its fallback piece (and a dubbed piece if ``ready``)."""
-    job_dir = store.job_dir("s", job)
+    job_dir = store.work_dir("s", job)
     fb = job_dir / f"fallback_{seq:05d}.ts"
     fb.write_bytes(f"fallback-{seq}".encode())
     reg.add_segment("s", Segment(sequence=seq, start_s=6.0 * seq, end_s=6.0 * seq + 6, file=f"s/{job}/seg{seq}"), 1)

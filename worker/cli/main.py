@@ -32,6 +32,17 @@ def main(verbose: bool) -> None:
 @click.option("--redis-port", type=int, default=6379, show_default=True, help="0 picks a free port.")
 @click.option("--flower-port", type=int, default=5555, show_default=True, help="0 picks a free port.")
 @click.option("--sts-port", type=int, default=8765, show_default=True, help="0 picks a free port.")
+@click.option("--store-port", type=int, default=9000, show_default=True, help="The store role's port; 0: free.")
+@click.option("--only", "only", metavar="ROLE,...",
+              help="Run only these roles: redis, store, api, media-server, sts-service, ingest, sts, collect, "
+                   "remux, publish, flower (default: all but store and flower).")
+@click.option("--bind", default="127.0.0.1", show_default=True,
+              help="The address the servers listen on, and the one the state file's URLs name.")
+@click.option("--redis-url", help="A Redis that runs elsewhere (complete, with its password).")
+@click.option("--store-url", help="A segment store that runs elsewhere: s3://KEY:SECRET@HOST:PORT/BUCKET/PREFIX, "
+                                  "s3+http://..., or file:///path.")
+@click.option("--rtmp-url", help="A media server that runs elsewhere (rtmp://HOST:PORT).")
+@click.option("--scale", multiple=True, metavar="POOL=N", help="Run N workers of a pool; repeatable.")
 @click.option("--engine", type=click.Choice(["offline", "echo"]), default="offline", show_default=True,
               help="The STS engine to run.")
 @click.option("--sts-url", help="Use this running STS service (LIVEDUB_STS_TOKEN for its key); start none.")
@@ -40,18 +51,30 @@ def main(verbose: bool) -> None:
 @click.option("--state-file", type=click.Path(path_type=Path), help="Write the URLs as JSON here when ready.")
 def up(
     run_dir: Path, rtmp_port: int, api_port: int, http_port: int, redis_port: int, flower_port: int,
-    sts_port: int, engine: str, sts_url: str | None, free_ports: bool, flower: bool, state_file: Path | None,
+    sts_port: int, store_port: int, only: str | None, bind: str, redis_url: str | None, store_url: str | None,
+    rtmp_url: str | None, scale: tuple[str, ...], engine: str, sts_url: str | None, free_ports: bool,
+    flower: bool, state_file: Path | None,
 ) -> None:
-    """Run the local stack in the foreground: Redis, nginx-rtmp, the API, workers. Ctrl-C stops it."""
+    """Run the stack, or some of its roles, in the foreground. Ctrl-C stops it."""
+    from worker.core.store_url import StoreUrlError, parse_store_url
+    from worker.devstack.roles import DEFAULT_ROLES, parse_roles, parse_scale
     from worker.devstack.stack import LocalStack, StackConfig
 
     if free_ports:
-        rtmp_port = api_port = http_port = redis_port = flower_port = sts_port = 0
+        rtmp_port = api_port = http_port = redis_port = flower_port = sts_port = store_port = 0
+    try:
+        roles = parse_roles(only) if only else DEFAULT_ROLES
+        pools = parse_scale(scale)
+        if store_url:
+            parse_store_url(store_url)
+    except (ValueError, StoreUrlError) as exc:
+        raise click.BadParameter(str(exc)) from exc
     cfg = StackConfig(
         run_dir=run_dir, rtmp_port=rtmp_port, api_port=api_port, http_port=http_port,
         redis_port=redis_port, flower_port=flower_port, flower=flower, sts_port=sts_port, engine=engine,
+        store_port=store_port, roles=roles, scale=pools, host=bind, store_url=store_url, rtmp_url=rtmp_url,
         sts_url=sts_url, sts_token=os.environ.get("LIVEDUB_STS_TOKEN"),
-        redis_url=os.environ.get("LIVEDUB_REDIS_URL"), hook_secret=os.environ.get("LIVEDUB_HOOK_SECRET"),
+        redis_url=redis_url or os.environ.get("LIVEDUB_REDIS_URL"), hook_secret=os.environ.get("LIVEDUB_HOOK_SECRET"),
     )
     stack = LocalStack(cfg)
     stop = threading.Event()
@@ -64,11 +87,12 @@ def up(
     try:
         stack.start()
         s = stack.state()
-        click.echo(f"livedub is up (logs in {run_dir / 'logs'}):")
+        click.echo(f"livedub is up: {', '.join(s['roles'])} (logs in {run_dir / 'logs'}):")
         click.echo(f"  ingest  {s['ingest_url_template']}   (publish here)")
         click.echo(f"  output  {s['output_url_template']}   (play the dub here)")
         click.echo(f"  api     {s['api_url']}")
         click.echo(f"  redis   {s['redis_url']}")
+        click.echo(f"  store   {s['store_url']}")
         click.echo(f"  sts     {s['sts_url']}" + (f"  (engine {s['engine']})" if s["engine"] else ""))
         click.echo(f"  stat    {s['stat_url']}")
         if s["flower_url"]:

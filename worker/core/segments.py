@@ -46,6 +46,7 @@ class ReasonCode(enum.StrEnum):
     LOST_WITH_WORKER = "lost_with_worker"
     STREAM_ENDED = "stream_ended"
     PUBLISHER_STOPPED = "publisher_stopped"
+    STORE_UNAVAILABLE = "store_unavailable"
 
 
 @dataclass(frozen=True)

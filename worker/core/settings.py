@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MediaServerKind = Literal["nginx-rtmp", "mediamtx"]
@@ -31,7 +32,15 @@ class Settings(BaseSettings):
     # (MediaMTX: http://HOST:8888/live/{id}/out/index.m3u8).
     public_rtmp_url: str | None = None
     hls_url_template: str | None = None
+    # Where livedub's publish pool runs: only these addresses may publish live/<id>/out (nginx-rtmp).
+    publisher_networks: list[str] = ["127.0.0.0/8", "::1/128"]
     store_dir: Path = Path(".livedub/store")
+    # Where segments live for every host: file:///path, s3://KEY:SECRET@HOST:PORT/BUCKET/PREFIX, or
+    # s3+http://... (see worker/core/store_url.py). Empty: the directory store_dir. With an object store,
+    # store_dir is this host's scratch for the files ffmpeg reads and writes.
+    store_url: str = ""
+    store_access_key: str | None = None
+    store_secret_key: SecretStr | None = None
     store_ttl_s: int = 3600
 
     segment_seconds: float = Field(6.0, gt=0.5, le=60)
@@ -73,6 +82,13 @@ class Settings(BaseSettings):
 
     ffmpeg_bin: str = "ffmpeg"
     ffprobe_bin: str = "ffprobe"
+
+    @field_validator("publisher_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # ValueError: "... does not appear to be an IPv4 or IPv6 network"
+        return value
 
     @model_validator(mode="after")
     def _read_secret_file(self) -> Settings:

@@ -1,7 +1,10 @@
-"""`livedub up`: the whole local stack as real child processes, started in order, stopped in reverse.
+"""`livedub up`: the stack, or any subset of its roles, as real child processes, started in order,
+stopped in reverse.
 
-redis-server -> API (gunicorn) -> nginx-rtmp (its hooks call the API) -> Celery workers (one per
-queue) -> Flower. Each is started, then polled until ready, with a deadline.
+redis-server -> S3 store -> STS service -> API (gunicorn) -> nginx-rtmp (its hooks call the API) ->
+Celery workers (N per pool) -> Flower. Each is started, then polled until ready, with a deadline. With
+``--only``, a host runs some roles and points at the others with their URLs (``--redis-url``,
+``--store-url``, ``--rtmp-url``, ``--sts-url``): pools on separate hosts.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import requests
 from worker.core.queues import ALL_QUEUES, INGEST, PUBLISH
 from worker.devstack import nginx_conf
 from worker.devstack.children import Children, free_port, port_open
+from worker.devstack.roles import DEFAULT_ROLES
+from worker.devstack.s3server import S3Server, ensure_bucket
 from worker.media.procs import ProcessRunner, wait_until
 
 log = logging.getLogger(__name__)
@@ -35,8 +40,6 @@ DEFAULT_POOL = ("prefork", 2)
 # trim threshold to twice that: from then on every thread's arena keeps megabytes of freed memory, and
 # the thread-pool workers' RSS grows for minutes. A fixed threshold (its default) turns that off.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
-
-
 @dataclass
 class StackConfig:
     run_dir: Path
@@ -46,7 +49,12 @@ class StackConfig:
     redis_port: int = 6379
     flower_port: int = 5555
     flower: bool = False
+    store_port: int = 9000
+    roles: frozenset[str] = DEFAULT_ROLES
+    scale: dict[str, int] = field(default_factory=dict)
     redis_url: str | None = None  # external Redis: start none
+    store_url: str | None = None  # external object store (or file:///path)
+    rtmp_url: str | None = None  # external media server
     hook_secret: str | None = None
     sts_port: int = 8765
     engine: str = "offline"  # the STS engine livedub up starts: offline | echo
@@ -57,7 +65,7 @@ class StackConfig:
 
     def resolve_ports(self) -> None:
         """0 means "pick a free port", so stacks can run side by side."""
-        for name in ("rtmp_port", "api_port", "http_port", "redis_port", "flower_port", "sts_port"):
+        for name in ("rtmp_port", "api_port", "http_port", "redis_port", "flower_port", "sts_port", "store_port"):
             if getattr(self, name) == 0:
                 setattr(self, name, free_port(self.host))
 
@@ -70,11 +78,28 @@ class LocalStack:
         self.secret = cfg.hook_secret or secrets.token_hex(16)
         # With no STS URL, livedub up runs the service and makes a random key for both sides.
         self.sts_token = cfg.sts_token if cfg.sts_url else (cfg.sts_token or secrets.token_hex(16))
+        self.redis_password = secrets.token_hex(16)
+        self.s3_keys = S3Server.new(cfg.host, 0)  # its credentials; the port is known once resolved
+        self.workers: list[str] = []
+
+    def runs(self, role: str) -> bool:
+        return role in self.cfg.roles
 
     # urls -------------------------------------------------------------------
     @property
     def redis_url(self) -> str:
-        return self.cfg.redis_url or f"redis://{self.cfg.host}:{self.cfg.redis_port}/0"
+        return self.cfg.redis_url or f"redis://:{self.redis_password}@{self.cfg.host}:{self.cfg.redis_port}/0"
+
+    @property
+    def store_url(self) -> str | None:
+        """None: the local directory (one machine)."""
+        if self.cfg.store_url:
+            return self.cfg.store_url
+        return self.s3.url() if self.runs("store") else None
+
+    @property
+    def s3(self) -> S3Server:
+        return S3Server(self.cfg.host, self.cfg.store_port, self.s3_keys.access_key, self.s3_keys.secret_key)
 
     @property
     def sts_url(self) -> str:
@@ -86,14 +111,19 @@ class LocalStack:
 
     @property
     def rtmp_url(self) -> str:
-        return f"rtmp://{self.cfg.host}:{self.cfg.rtmp_port}"
+        return self.cfg.rtmp_url or f"rtmp://{self.cfg.host}:{self.cfg.rtmp_port}"
 
     def state(self) -> dict[str, Any]:
+        """Every URL another host needs, complete (credentials included), and the other secrets."""
         return {
+            "roles": sorted(self.cfg.roles),
             "api_url": self.api_url,
             "rtmp_url": self.rtmp_url,
             "redis_url": self.redis_url,
+            "store_url": self.store_url or (self.cfg.run_dir / "store").resolve().as_uri(),
             "sts_url": self.sts_url,
+            "hook_secret": self.secret,
+            "sts_token": self.sts_token,
             "engine": None if self.cfg.sts_url else self.cfg.engine,
             "flower_url": f"http://{self.cfg.host}:{self.cfg.flower_port}" if self.cfg.flower else None,
             "stat_url": f"http://{self.cfg.host}:{self.cfg.http_port}/stat",
@@ -102,12 +132,13 @@ class LocalStack:
             "dashboard_url": f"{self.api_url}/dashboard",
             "hook_secret_file": str(self.cfg.run_dir / "hook_secret"),
             "sts_token_file": str(self.cfg.run_dir / "sts_token") if self.sts_token else None,
-            "worker_names": {q: self.worker_name(q) for q in ALL_QUEUES},
+            "worker_names": {q: self.worker_name(q) for q in ALL_QUEUES if self.runs(q)},
+            "workers": list(self.workers),
             "pid": os.getpid(),
         }
 
-    def worker_name(self, queue: str) -> str:
-        return f"{queue}-{self.tag}@{socket.gethostname()}"
+    def worker_name(self, queue: str, i: int = 0) -> str:
+        return f"{queue}{i or ''}-{self.tag}@{socket.gethostname()}"
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -120,6 +151,11 @@ class LocalStack:
             LIVEDUB_STS_URL=self.sts_url,
             PYTHONUNBUFFERED="1",
         )
+        if self.store_url:
+            env["LIVEDUB_STORE_URL"] = self.store_url
+        # This host's publish pool puts the output on the media server from its bound address.
+        env["LIVEDUB_PUBLISHER_NETWORKS"] = json.dumps(["127.0.0.0/8", "::1/128", f"{self.cfg.host}/32"]
+                                                       if ":" not in self.cfg.host else ["::1/128", self.cfg.host])
         for k, v in MALLOC_ENV.items():
             env.setdefault(k, v)
         if self.sts_token:
@@ -141,16 +177,22 @@ class LocalStack:
                 (cfg.run_dir / name).write_text(value)
                 (cfg.run_dir / name).chmod(0o600)
         try:
-            if cfg.redis_url is None:
+            if self.runs("redis") and cfg.redis_url is None:
                 self._start_redis()
-            if cfg.sts_url is None:
+            if self.runs("store") and cfg.store_url is None:
+                self._start_store()
+            if self.runs("sts-service") and cfg.sts_url is None:
                 self._start_sts()
-            self._start_api()
-            self._start_nginx()
+            if self.runs("api"):
+                self._start_api()
+            if self.runs("media-server") and cfg.rtmp_url is None:
+                self._start_nginx()
             for queue in ALL_QUEUES:
-                self._start_worker(queue)
-            self._wait_workers()
-            if cfg.flower:
+                for i in range(cfg.scale.get(queue, 1) if self.runs(queue) else 0):
+                    self._start_worker(queue, i)
+            if self.workers:
+                self._wait_workers()
+            if cfg.flower or self.runs("flower"):
                 self._start_flower()
         except BaseException:
             self.stop()
@@ -161,8 +203,22 @@ class LocalStack:
         child = self.procs.spawn("redis", [
             binary, "--port", str(self.cfg.redis_port), "--bind", self.cfg.host, "--save", "",
             "--appendonly", "no", "--dir", str(self.cfg.run_dir), "--daemonize", "no",
+            "--requirepass", self.redis_password,
         ])
         self.procs.wait(child, lambda: redis.Redis.from_url(self.redis_url, socket_timeout=1).ping())
+
+    def _start_store(self) -> None:
+        child = self.procs.spawn("store", self.s3.args())
+        url = self.store_url
+        assert url is not None
+
+        def ready() -> bool:
+            try:
+                return ensure_bucket(url)
+            except Exception:  # noqa: BLE001 - not listening yet
+                return False
+
+        self.procs.wait(child, ready)
 
     def _start_sts(self) -> None:
         child = self.procs.spawn("sts", [
@@ -194,10 +250,12 @@ class LocalStack:
                             stop_signal=signal.SIGQUIT)
         self.procs.wait(child, lambda: port_open(self.cfg.host, self.cfg.rtmp_port))
 
-    def _start_worker(self, queue: str) -> None:
+    def _start_worker(self, queue: str, i: int = 0) -> None:
         pool, concurrency = POOL_KIND.get(queue, DEFAULT_POOL)
-        self.procs.spawn(f"worker-{queue}", [
-            sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queue, "-n", self.worker_name(queue),
+        name = self.worker_name(queue, i)
+        self.workers.append(name)
+        self.procs.spawn(f"worker-{queue}{i or ''}", [
+            sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queue, "-n", name,
             "-P", pool, "-c", str(concurrency), "-l", "info", "--without-gossip", "--without-mingle", "-E",
         ])
 
@@ -205,7 +263,7 @@ class LocalStack:
         from celery import Celery
 
         client = Celery("livedub-up", broker=self.redis_url)  # only to ping the workers (-A tasks)
-        wanted = {self.worker_name(q) for q in ALL_QUEUES}
+        wanted = set(self.workers)
 
         def all_up() -> bool:
             for child in self.procs.children:
@@ -230,7 +288,10 @@ class LocalStack:
         self.procs.wait(child, lambda: requests.get(url, timeout=1).status_code == 200)
 
     def write_state(self, path: Path) -> None:
+        """The state file holds credentials: readable by its owner only."""
         tmp = path.with_suffix(".tmp")
+        tmp.touch(mode=0o600)
+        tmp.chmod(0o600)
         tmp.write_text(json.dumps(self.state(), indent=2))
         tmp.replace(path)
 

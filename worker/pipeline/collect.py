@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from worker.core.messages import DubAudio, DubbedSegment, FittedSegment
@@ -15,7 +16,7 @@ from worker.media.run import MediaError, run_media
 from worker.media.wav import wav_params
 from worker.pipeline.outcome import expired, give_up
 from worker.state.registry import StreamRegistry
-from worker.state.store import LocalSegmentStore
+from worker.state.store import SegmentStore, StoreError, sibling
 
 
 def dub_samples_48k(path: Path, dub: DubAudio, ffprobe: str) -> int:
@@ -29,7 +30,11 @@ def dub_samples_48k(path: Path, dub: DubAudio, ffprobe: str) -> int:
     return int(seconds * AUDIO_RATE)
 
 
-def fit_and_mix(dubbed: DubbedSegment, store: LocalSegmentStore, registry: StreamRegistry, settings: Settings,
+def _fetch(store: SegmentStore, dub: DubAudio | None) -> AbstractContextManager[Path | None]:
+    return store.fetch(dub.key) if dub is not None else nullcontext(None)
+
+
+def fit_and_mix(dubbed: DubbedSegment, store: SegmentStore, registry: StreamRegistry, settings: Settings,
                 clock: Callable[[], float] = time.time) -> FittedSegment:
     """The collect stage. A segment that already fell back, or is past its deadline, passes through."""
     work = dubbed.work
@@ -37,28 +42,30 @@ def fit_and_mix(dubbed: DubbedSegment, store: LocalSegmentStore, registry: Strea
     if dubbed.fallback or expired(work, clock()):
         return passed
     started = clock()
-    orig = store.path(work.orig_key)
-    out = orig.with_name(f"fit_{work.sequence:05d}.pcm")
+    out = store.work_path(sibling(work.orig_key, f"fit_{work.sequence:05d}.pcm"))
     dub = dubbed.dub
-    dub_path = store.path(dub.key) if dub is not None else None
     try:
-        ratio, trimmed = 1.0, 0
-        if dub is not None and dub_path is not None:
-            plan = fit_plan(dub_samples_48k(dub_path, dub, settings.ffprobe_bin), work.audio_samples,
-                            settings.max_stretch)
-            ratio, trimmed = plan.ratio, plan.trim
-        run_media(fit_args(settings.ffmpeg_bin, dub_path, dub.format if dub else "wav",
-                           dub.sample_rate_hz if dub else AUDIO_RATE, dub.channels if dub else 2, orig,
-                           work.audio_samples, ratio, settings.mix_mode, settings.duck_db, out))
+        with store.fetch(work.orig_key) as orig, _fetch(store, dub) as dub_path:
+            ratio, trimmed = 1.0, 0
+            if dub is not None and dub_path is not None:
+                plan = fit_plan(dub_samples_48k(dub_path, dub, settings.ffprobe_bin), work.audio_samples,
+                                settings.max_stretch)
+                ratio, trimmed = plan.ratio, plan.trim
+            run_media(fit_args(settings.ffmpeg_bin, dub_path, dub.format if dub else "wav",
+                               dub.sample_rate_hz if dub else AUDIO_RATE, dub.channels if dub else 2, orig,
+                               work.audio_samples, ratio, settings.mix_mode, settings.duck_db, out))
         if out.stat().st_size != work.audio_samples * FRAME_BYTES:
             raise MediaError(f"fitted audio is {out.stat().st_size // FRAME_BYTES} samples, "
                              f"not {work.audio_samples}")
-    except (MediaError, OSError, ValueError) as exc:
+        fit_key = store.put(out)
+    except (MediaError, OSError, ValueError, StoreError) as exc:
+        store.discard(out)
         return passed.model_copy(update={"fallback": give_up(work, registry,
                                                              Reason(ReasonCode.COLLECT_FAILED, str(exc)))})
+    store.discard(out)
     elapsed = clock() - started
     registry.metrics.observe("livedub_stage_duration_seconds", elapsed, stage="collect")
     registry.update_segment(work.stream_id, work.sequence, stretch_ratio=round(ratio, 4),
                             trimmed_s=round(trimmed / AUDIO_RATE, 3), timings_ms={"collect": elapsed * 1000})
     return FittedSegment(work=work, timings_ms=dubbed.timings_ms | {"collect": elapsed * 1000},
-                         fit_key=store.key_of(out))
+                         fit_key=fit_key)

@@ -20,14 +20,14 @@ from worker.core.models import StreamRecord, StreamState
 from worker.core.naming import rtmp_url
 from worker.core.segments import TERMINAL, Reason, ReasonCode, Segment, SegmentStatus
 from worker.core.settings import Settings
-from worker.media.commands import PROGRESS, SEGMENT_LIST, segmenter_args
+from worker.media.commands import AUDIO_TRACK, PROGRESS, SEGMENT_LIST, segmenter_args
 from worker.media.parse import parse_segment_list, progress_out_time_s
 from worker.media.procs import ProcessRunner, stop_process
 from worker.media.run import NoVideo
 from worker.pipeline.ingest_outcome import JobOutcome, Stop, StopCause, job_outcome
 from worker.pipeline.supervisor import PUBLISHER, LeaseWatcher
 from worker.state.registry import StreamRegistry
-from worker.state.store import LocalSegmentStore
+from worker.state.store import SegmentStore
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2
@@ -42,7 +42,7 @@ class StreamJob:
         job_id: str,
         *,
         registry: StreamRegistry,
-        store: LocalSegmentStore,
+        store: SegmentStore,
         settings: Settings,
         runner: ProcessRunner | None = None,
         make_preparer: Callable[[Path, Callable[[], bool]], Callable[[Segment], None]] | None = None,
@@ -90,7 +90,7 @@ class StreamJob:
             self.registry.release(self.stream_id, self.holder)
             return JobOutcome(None, "superseded: another run took this re-publish", 0)
         self.store.sweep()  # drop the files of streams whose TTL ran out
-        out_dir = self.store.job_dir(self.stream_id, self.job_id)
+        out_dir = self.store.work_dir(self.stream_id, self.job_id)
         part = (self.registry.incr(self.stream_id, "ingest_part") or 1) - 1
         if part:  # the job runs again (its worker died, or the input was re-published): go on
             out_dir = out_dir / f"part{part}"
@@ -115,6 +115,7 @@ class StreamJob:
         if self.fatal is None and stop.cause is not StopCause.LOST:
             self._scan(out_dir)  # the reader closed its last segment cleanly: it is registered and prepared
         stop = self.fatal or stop
+        self.store.discard(out_dir / AUDIO_TRACK)  # an object store holds what the other hosts need
         if stop.cause is StopCause.SHUTDOWN and self.hand_over is not None:
             return self._hand_over()
         outcome = job_outcome(stop, proc.returncode, self.first_seq + self.seen, self.seen,

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from worker.core.messages import SegmentWork
 from worker.core.segments import Segment
@@ -30,7 +30,7 @@ from worker.media.commands import AUDIO_TRACK, piece_args, video_span_args
 from worker.media.parse import parse_video_span
 from worker.media.run import NoVideo, run_media
 from worker.state.registry import StreamRegistry
-from worker.state.store import LocalSegmentStore
+from worker.state.store import SegmentStore
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 64 * 1024
@@ -73,7 +73,7 @@ def copy_samples(track: Path, b0: int, b1: int, dest: Path) -> None:
 
 class SegmentPreparer:
     def __init__(
-        self, stream_id: str, job_id: str, out_dir: Path, *, registry: StreamRegistry, store: LocalSegmentStore,
+        self, stream_id: str, job_id: str, out_dir: Path, *, registry: StreamRegistry, store: SegmentStore,
         settings: Settings, plan: StreamPlan, start_chain: Callable[[SegmentWork], None],
         start_publisher: Callable[[], None], reader_alive: Callable[[], bool],
         clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
@@ -88,7 +88,7 @@ class SegmentPreparer:
 
     def __call__(self, seg: Segment) -> None:
         completed_at = self.clock()
-        seg_path = self.store.path(seg.file)
+        seg_path = self.out_dir / PurePosixPath(seg.file).name  # written by this host's reader
         local = probe_video_span(seg_path, self.settings.ffprobe_bin)
         if self.origin_at is None:
             self.place(self.clock(), local)
@@ -105,9 +105,10 @@ class SegmentPreparer:
                                      av_offset_start_ms=round(av_start, 3), av_offset_end_ms=round(av_end, 3),
                                      timings_ms={"extract": extract_s * 1000})
         self.registry.metrics.observe("livedub_stage_duration_seconds", extract_s, stage="extract")
+        segment_key, orig_key = self.store.put(seg_path), self.store.put(orig_path)  # for the other hosts
         self.start_chain(SegmentWork(
-            stream_id=self.stream_id, job_id=self.job_id, sequence=seg.sequence, segment_key=seg.file,
-            orig_key=self.store.key_of(orig_path), start_s=plan.start_s, end_s=plan.end_s,
+            stream_id=self.stream_id, job_id=self.job_id, sequence=seg.sequence, segment_key=segment_key,
+            orig_key=orig_key, start_s=plan.start_s, end_s=plan.end_s,
             audio_start_sample=plan.b0, audio_samples=plan.samples, deadline_at=plan.deadline_at,
             source_language=self.plan.source_language, target_language=self.plan.target_language,
             voice_profile=self.plan.voice_profile, ts_offset_s=self.offset_s,
@@ -115,7 +116,9 @@ class SegmentPreparer:
         fallback = self.out_dir / f"fallback_{seg.sequence:05d}.ts"
         run_media(piece_args(self.settings.ffmpeg_bin, seg_path, orig_path, plan.b0, fallback,
                              self.settings.audio_bitrate, self.offset_s))
-        self.registry.update_segment(self.stream_id, seg.sequence, fallback_piece=self.store.key_of(fallback))
+        fallback_key = self.store.put(fallback)
+        self.store.discard(seg_path, orig_path, fallback)
+        self.registry.update_segment(self.stream_id, seg.sequence, fallback_piece=fallback_key)
 
     def place(self, now: float, local: tuple[float, float]) -> None:
         """Put this reader's clock on the stream's timeline, once, at its first segment."""

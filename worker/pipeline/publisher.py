@@ -30,7 +30,7 @@ from worker.media.progress import ProgressLog, wall_at
 from worker.pipeline.publishing import Action, Choice, decide, resume_point
 from worker.pipeline.supervisor import INGEST, LeaseWatcher
 from worker.state.registry import Lease, StreamRegistry
-from worker.state.store import LocalSegmentStore
+from worker.state.store import SegmentStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ FeedEnd = Because[EndCause]
 
 
 class Publisher:
-    def __init__(self, stream_id: str, job_id: str, *, registry: StreamRegistry, store: LocalSegmentStore,
+    def __init__(self, stream_id: str, job_id: str, *, registry: StreamRegistry, store: SegmentStore,
                  settings: Settings, runner: ProcessRunner | None = None, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, restart_ingest: Callable[[int], None] | None = None,
                  max_ingest_restarts: int = 3) -> None:
@@ -108,7 +108,7 @@ class Publisher:
         if not self.registry.lease(self.stream_id, self.holder, self.settings.heartbeat_ttl_s, Lease.PUBLISHER):
             return "duplicate: another publisher runs this stream"
         url = rtmp_url(self.settings.rtmp_url, self.stream_id, "out")
-        job_dir = self.store.job_dir(self.stream_id, self.job_id)
+        job_dir = self.store.work_dir(self.stream_id, self.job_id)
         self.registry.set_fields(self.stream_id, output_url=url, publisher_state="publishing")
         with open(job_dir / "publisher.log", "wb") as errlog:
             proc = self.runner.start(publisher_args(self.settings.ffmpeg_bin, url), stdin=subprocess.PIPE,
@@ -184,25 +184,41 @@ class Publisher:
             elif d.action is Action.FEED and d.choice is not None and seg is not None:
                 decided_at = self.clock()
                 try:
-                    self._write(proc, d.choice)
+                    choice = self._write(proc, d.choice, seg)
+                except StoreError as exc:  # neither piece can be read: the segment is lost, the stream goes on
+                    self._fail(seg, Reason(ReasonCode.STORE_UNAVAILABLE, str(exc)))
+                    k += 1
+                    continue
                 except (BrokenPipeError, OSError) as exc:
                     self._fail_rest(k, Reason(ReasonCode.PUBLISHER_STOPPED, f"publisher ffmpeg stopped: {exc}"))
                     return FeedEnd(EndCause.FFMPEG_STOPPED, f"publisher ffmpeg stopped at segment {k}")
-                self._account(seg, d.choice, decided_at, rec)
+                self._account(seg, choice, decided_at, rec)
                 k += 1
             else:
                 if d.action is Action.STALL:
                     self.registry.metrics.count("livedub_publisher_stalls_total")
                 self.sleep(d.wait_s)
 
-    def _write(self, proc: subprocess.Popen[bytes], choice: Choice) -> None:
+    def _write(self, proc: subprocess.Popen[bytes], choice: Choice, seg: Segment) -> Choice:
         """Hand the piece to the writer thread. ffmpeg -re drains the pipe in real time, so a write
         blocks for most of a piece; the loop meanwhile keeps its heartbeat and watches deadlines."""
         if self.writer is None:
             self.writer = PipeWriter(proc)
         if self.writer.error is not None or proc.poll() is not None:
             raise BrokenPipeError(str(self.writer.error or f"ffmpeg exited {proc.returncode}"))
-        self.writer.put(self.store.path(choice.key).read_bytes(), self._beat)
+        try:
+            source = self.store.open(choice.key)
+        except (StoreError, FileNotFoundError) as exc:
+            if choice.status is not SegmentStatus.PROCESSED or not seg.fallback_piece:
+                raise StoreError(str(exc)) from exc
+            choice = Choice(seg.fallback_piece, SegmentStatus.FALLBACK,
+                            Reason(ReasonCode.STORE_UNAVAILABLE, f"the dubbed piece could not be read: {exc}"))
+            try:
+                source = self.store.open(choice.key)
+            except (StoreError, FileNotFoundError) as exc2:
+                raise StoreError(str(exc2)) from exc2
+        self.writer.put(source, self._beat)  # streamed into ffmpeg by the writer thread
+        return choice
 
     def _observe_output(self) -> None:
         """Glass-to-glass: when the publisher's ffmpeg put out a piece's first frame, minus when that
@@ -244,9 +260,11 @@ class Publisher:
             if choice.reason.code is ReasonCode.LATE:
                 self.registry.metrics.count("livedub_late_pieces_total")
 
+    def _fail(self, seg: Segment, reason: Reason) -> None:
+        self.registry.update_segment(self.stream_id, seg.sequence, status=SegmentStatus.FAILED, **reason.fields())
+        self.registry.metrics.count("livedub_segments_total", status=SegmentStatus.FAILED)
+
     def _fail_rest(self, k: int, reason: Reason) -> None:
         for seg in self.registry.segments(self.stream_id):
             if seg.sequence >= k and seg.status not in TERMINAL:
-                self.registry.update_segment(self.stream_id, seg.sequence, status=SegmentStatus.FAILED,
-                                             **reason.fields())
-                self.registry.metrics.count("livedub_segments_total", status=SegmentStatus.FAILED)
+                self._fail(seg, reason)

@@ -16,8 +16,9 @@ from worker.core.settings import Settings, load_settings
 from worker.pipeline.ingest import StreamJob
 from worker.pipeline.prepare import SegmentPreparer, StreamPlan
 from worker.pipeline.sts_dispatch import StsPool
+from worker.state.object_store import make_store
 from worker.state.registry import StreamRegistry
-from worker.state.store import LocalSegmentStore
+from worker.state.store import SegmentStore
 
 T = TypeVar("T")
 
@@ -49,8 +50,8 @@ def process_registry(settings: Settings) -> StreamRegistry:
     return _once(make_registry, settings)
 
 
-def process_store(settings: Settings) -> LocalSegmentStore:
-    return LocalSegmentStore(settings.store_dir)
+def process_store(settings: Settings) -> SegmentStore:
+    return _once(make_store, settings)
 
 
 def sts_pool(settings: Settings) -> StsPool:

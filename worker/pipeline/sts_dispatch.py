@@ -21,7 +21,7 @@ from worker.core.settings import Settings
 from worker.core.timing import AUDIO_RATE
 from worker.pipeline.outcome import give_up
 from worker.state.registry import StreamRegistry
-from worker.state.store import LocalSegmentStore
+from worker.state.store import SegmentStore, StoreError, sibling
 from worker.sts.client import StsClient, StsError
 from worker.sts.protocol import AudioIn, Backpressure, FragmentData, FragmentProcessed, StreamConfig, StreamInit
 
@@ -133,7 +133,7 @@ def reason_for(exc: BaseException) -> Reason:
     return Reason(ReasonCode.STS_UNREACHABLE, f"{type(exc).__name__}: {exc}")
 
 
-def dub_segment(work: SegmentWork, store: LocalSegmentStore, registry: StreamRegistry, pool: StsPool,
+def dub_segment(work: SegmentWork, store: SegmentStore, registry: StreamRegistry, pool: StsPool,
                 clock: Callable[[], float] = time.time) -> DubbedSegment:
     """The STS-dispatch stage: one round trip, the dubbed audio stored, the segment's record updated."""
     started = clock()
@@ -142,7 +142,7 @@ def dub_segment(work: SegmentWork, store: LocalSegmentStore, registry: StreamReg
         reason = Reason(ReasonCode.STS_TIMEOUT, f"no time left before the deadline ({budget:.2f}s)")
         return DubbedSegment(work=work, fallback=give_up(work, registry, reason))
     try:
-        trip = pool.round_trip(work, store.path(work.orig_key).read_bytes(), clock)
+        trip = pool.round_trip(work, store.read(work.orig_key), clock)  # the message carries it whole
     except Exception as exc:  # noqa: BLE001 - a segment falls back; the stream goes on
         reason = reason_for(exc)
         if reason.code is ReasonCode.CIRCUIT_OPEN:
@@ -165,9 +165,17 @@ def dub_segment(work: SegmentWork, store: LocalSegmentStore, registry: StreamReg
         return out.model_copy(update={"fallback": give_up(work, registry, reason, **update)})
     audio = res.dubbed_audio.raw()
     if audio:
-        path = store.path(work.orig_key).with_name(f"dub_{work.sequence:05d}.{EXT.get(res.dubbed_audio.format, 'bin')}")
+        path = store.work_path(sibling(work.orig_key,
+                                       f"dub_{work.sequence:05d}.{EXT.get(res.dubbed_audio.format, 'bin')}"))
         path.write_bytes(audio)
-        out.dub = DubAudio(key=store.key_of(path), format=res.dubbed_audio.format,
+        try:
+            key = store.put(path)
+        except StoreError as exc:
+            reason = Reason(ReasonCode.STS_FAILED, f"could not store the dub: {exc}")
+            return out.model_copy(update={"fallback": give_up(work, registry, reason, **update)})
+        finally:
+            store.discard(path)
+        out.dub = DubAudio(key=key, format=res.dubbed_audio.format,
                            sample_rate_hz=res.dubbed_audio.sample_rate_hz, channels=res.dubbed_audio.channels)
     registry.update_segment(work.stream_id, work.sequence, **update)
     return out

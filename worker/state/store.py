@@ -1,47 +1,117 @@
-"""The segment store. Tasks pass keys; media bytes live here, in a directory per job.
+"""The segment store. Tasks pass keys; media bytes live here.
 
-Its interface is narrow (``job_dir``, ``path``, ``key_of``, ``expire``, ``sweep``): keys are
-``<stream>/<job>/<file>``, and a key that would leave the store is refused.
+Keys are ``<stream>/<job>/<file>`` (or ``<stream>/<job>/partN/<file>``), checked before they touch a
+path or an object name. Each host works on files in a local work directory (ffmpeg reads and writes
+files); :meth:`put` makes a work file reachable by its key from any host, :meth:`fetch` gives a local
+file for a key, :meth:`open` a stream of its bytes. Two backends: :class:`LocalSegmentStore`, a
+directory (one machine: the work directory *is* the store, so put and fetch cost nothing), and
+``object_store.ObjectSegmentStore``, an S3-compatible bucket that every host reaches.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import BinaryIO, Protocol
 
 from worker.core.naming import validate_stream_id
 
 _EXPIRES = ".expires_at"
+_PART_RE = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+class StoreError(Exception):
+    """The store could not put, fetch or open an object (a network or server fault)."""
+
+
+def check_job_id(job_id: str) -> str:
+    if not job_id.isalnum() or not job_id.isascii():
+        raise ValueError(f"invalid job id {job_id!r}")
+    return job_id
+
+
+def sibling(key: str, name: str) -> str:
+    """The key of another file next to ``key`` (same stream, job and part)."""
+    return check_key(f"{key.rsplit('/', 1)[0]}/{name}")
+
+
+def check_key(key: str) -> str:
+    """A key ``<stream>/<job>/<name>[/<name>]``; ValueError for anything else (``..``, absolute, odd
+    characters)."""
+    parts = key.split("/")
+    if len(parts) < 3 or len(parts) > 4:
+        raise ValueError(f"key {key!r} is not <stream>/<job>/<file>")
+    validate_stream_id(parts[0])
+    check_job_id(parts[1])
+    for part in parts[2:]:
+        if not _PART_RE.fullmatch(part) or part in (".", ".."):
+            raise ValueError(f"key {key!r} is outside the store")
+    return key
+
+
+class SegmentStore(Protocol):
+    url: str
+
+    def work_dir(self, stream_id: str, job_id: str) -> Path: ...
+    def key_of(self, path: Path) -> str: ...
+    def work_path(self, key: str) -> Path: ...
+    def put(self, path: Path) -> str: ...
+    def fetch(self, key: str) -> AbstractContextManager[Path]: ...
+    def open(self, key: str) -> BinaryIO: ...
+    def read(self, key: str) -> bytes: ...
+    def discard(self, *paths: Path) -> None: ...
+    def expire(self, stream_id: str, job_id: str, ttl_s: float) -> None: ...
+    def sweep(self) -> int: ...
 
 
 class LocalSegmentStore:
     def __init__(self, root: Path, clock: Callable[[], float] = time.time) -> None:
         self.root = root
         self.clock = clock
+        self.url = root.resolve().as_uri()
 
-    def job_dir(self, stream_id: str, job_id: str) -> Path:
+    def work_dir(self, stream_id: str, job_id: str) -> Path:
         validate_stream_id(stream_id)
-        if not job_id.isalnum():
-            raise ValueError(f"invalid job id {job_id!r}")
-        path = self.root / stream_id / job_id
+        path = self.root / stream_id / check_job_id(job_id)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def path(self, key: str) -> Path:
-        """The local path of a key ``<stream>/<job>/<file>``; refuses keys that leave the store."""
-        p = (self.root / key).resolve()
+        """The local path of a key; refuses keys that leave the store."""
+        p = (self.root / check_key(key)).resolve()
         if self.root.resolve() not in p.parents:
             raise ValueError(f"key {key!r} is outside the store")
         return p
 
     def key_of(self, path: Path) -> str:
-        return str(path.resolve().relative_to(self.root.resolve()))
+        return check_key(str(path.resolve().relative_to(self.root.resolve())))
+
+    def work_path(self, key: str) -> Path:
+        return self.path(key)
+
+    def put(self, path: Path) -> str:
+        return self.key_of(path)  # the work directory is the store
+
+    @contextmanager
+    def fetch(self, key: str) -> Iterator[Path]:
+        yield self.path(key)
+
+    def open(self, key: str) -> BinaryIO:
+        return open(self.path(key), "rb")
+
+    def read(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def discard(self, *paths: Path) -> None:
+        """Work files that are in the store already: kept (they are the store)."""
 
     def expire(self, stream_id: str, job_id: str, ttl_s: float) -> None:
         """Mark a job's files for deletion ``ttl_s`` from now (stream end + TTL)."""
-        (self.job_dir(stream_id, job_id) / _EXPIRES).write_text(repr(self.clock() + ttl_s))
+        (self.work_dir(stream_id, job_id) / _EXPIRES).write_text(repr(self.clock() + ttl_s))
 
     def sweep(self) -> int:
         """Delete expired job directories. Returns how many were removed."""
