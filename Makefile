@@ -52,6 +52,8 @@ lock:
 	$(LOCK) -o requirements/base.txt
 	$(LOCK) --extra offline -o requirements/offline.txt
 	$(LOCK) --extra offline --extra dev -o requirements/dev.txt
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --no-emit-index-url --no-emit-find-links --strip-extras \
+		--allow-unsafe requirements/gpu.in -o requirements/gpu.txt
 
 clean:
 	rm -rf .livedub .pytest_cache .mypy_cache .ruff_cache

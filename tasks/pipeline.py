@@ -13,6 +13,7 @@ from celery import chain
 
 from tasks import app
 from tasks.queues import COLLECT_TASK, PUBLISH_TASK, REMUX_TASK, STREAM_JOB_TASK, STS_DISPATCH_TASK
+from tasks.shutdown import SHUTDOWN
 from worker.core.messages import DubbedSegment, FittedSegment, SegmentWork
 from worker.pipeline.collect import fit_and_mix
 from worker.pipeline.publisher import Publisher
@@ -56,12 +57,17 @@ def remux(fitted: dict[str, Any]) -> dict[str, Any]:
 
 
 @app.task(name=PUBLISH_TASK, ignore_result=True, trail=False)
-def publish(stream_id: str, job_id: str) -> str:
-    """One per stream, as long as the stream. Not acks_late: the lease guards against duplicates."""
+def publish(stream_id: str, job_id: str, taking_over: bool = False) -> str:
+    """One per stream, as long as the stream. Not acks_late: the lease guards against duplicates.
+    ``taking_over``: queued by a publisher whose worker shuts down; this one goes on after it."""
     s = process_settings()
 
     def restart_ingest(attempt: int) -> None:
         app.send_task(STREAM_JOB_TASK, args=[stream_id, job_id], task_id=f"{job_id}-r{attempt}")
 
+    def hand_over(n: int) -> None:
+        app.send_task(PUBLISH_TASK, args=[stream_id, job_id, True], task_id=f"pub-{job_id}-h{n}")
+
     return Publisher(stream_id, job_id, registry=process_registry(s), store=process_store(s), settings=s,
-                     restart_ingest=restart_ingest).run()
+                     restart_ingest=restart_ingest, shutdown=SHUTDOWN, hand_over=hand_over,
+                     taking_over=taking_over).run()

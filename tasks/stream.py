@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
-
-from celery.signals import worker_shutting_down
 
 from tasks import app
 from tasks.queues import STREAM_JOB_TASK
+from tasks.shutdown import SHUTDOWN
 from worker.pipeline.runtime import build_stream_job
 
 log = logging.getLogger(__name__)
-SHUTDOWN = threading.Event()
-
-
-@worker_shutting_down.connect
-def _on_shutdown(**_: Any) -> None:
-    SHUTDOWN.set()
 
 
 # trail=False: a stream job runs for hours and starts a chain per segment; with the default trail,

@@ -16,6 +16,9 @@ COMPOSE = yaml.safe_load((ROOT / "compose" / "docker-compose.yml").read_text())
 MEDIAMTX = yaml.safe_load((ROOT / "compose" / "mediamtx.yml").read_text())
 
 
+OURS = {"livedub:latest", "livedub-sts:latest"}  # the images compose/Dockerfile builds
+
+
 def services():
     return COMPOSE["services"]
 
@@ -94,7 +97,7 @@ def metric_names(expr):
 def test_every_image_is_pinned_to_a_version():
     for name, svc in services().items():
         image = svc.get("image", "")
-        if image == "livedub:latest":  # built from this repository
+        if image in OURS:  # built from this repository
             continue
         repo, _, tag = image.rpartition(":")
         assert repo and re.search(r"\d", tag) and "latest" not in tag, (name, image)
@@ -102,7 +105,7 @@ def test_every_image_is_pinned_to_a_version():
 
 def test_the_pools_share_segments_through_minio_not_a_volume():
     for name, svc in services().items():
-        if svc.get("image") != "livedub:latest":
+        if svc.get("image") not in OURS:
             continue
         env = svc["environment"]
         assert env["LIVEDUB_STORE_URL"].startswith("s3+http://minio:9000/"), name
@@ -200,7 +203,7 @@ def test_every_service_has_a_healthcheck_and_waits_for_what_it_needs_to_be_healt
 
 
 def test_every_livedub_setting_reaches_the_containers():
-    livedub = [name for name, svc in services().items() if svc.get("image") == "livedub:latest"]
+    livedub = [name for name, svc in services().items() if svc.get("image") in OURS]
     assert len(livedub) >= 8
     for name in livedub:
         assert services()[name]["env_file"] == [".env"], name  # compose/.env, next to the compose file
@@ -244,7 +247,7 @@ def test_compose_config_gives_each_livedub_container_every_setting_its_code_read
     example = (ROOT / "compose" / ".env.example").read_text()
     listed = set(re.findall(r"^(LIVEDUB_\w+)=", example, re.M))
     resolved = compose_config(tmp_path)
-    livedub = [n for n, s in resolved.items() if s.get("image") == "livedub:latest"]
+    livedub = [n for n, s in resolved.items() if s.get("image") in OURS]
     assert len(livedub) >= 8
     for name in livedub:
         env = resolved[name]["environment"]
@@ -256,3 +259,19 @@ def test_compose_config_gives_each_livedub_container_every_setting_its_code_read
                 if k.startswith("LIVEDUB_") and v not in ("", None):
                     m.setenv(k, str(v))
             load_settings()
+
+
+def test_the_sts_image_carries_the_cublas_that_ctranslate2_loads():
+    import ctranslate2
+
+    libs = Path(ctranslate2.__file__).parent.parent / "ctranslate2.libs"
+    blob = b"".join(p.read_bytes() for p in libs.glob("libctranslate2*"))
+    major = re.search(rb"libcublas\.so\.(\d+)", blob)
+    assert major, "ctranslate2 names no libcublas: check what its CUDA build loads"
+    gpu = (ROOT / "requirements" / "gpu.txt").read_text()
+    assert re.search(rf"^nvidia-cublas-cu{major.group(1).decode()}==[\d.]+ \\\n\s+--hash=sha256:", gpu, re.M)
+    dockerfile = (ROOT / "compose" / "Dockerfile").read_text()
+    sts_stage = dockerfile.split("AS sts-deps", 1)[1].split("FROM deps AS app", 1)[0]
+    assert "--require-hashes -r requirements/gpu.txt" in sts_stage
+    assert "site-packages/nvidia/cublas/lib" in re.search(r"LD_LIBRARY_PATH=(\S+)", sts_stage).group(1)
+    assert services()["sts"]["build"]["target"] == "sts" and services()["sts"]["image"] == "livedub-sts:latest"

@@ -2,6 +2,7 @@
 each deadline, in which order, what it records and counts, and how it ends the stream."""
 
 import io
+import threading
 
 import pytest
 
@@ -9,6 +10,7 @@ from tests.support import FakeClock, fresh_pipeline
 from worker.core.models import StreamState
 from worker.core.segments import DubOutcome, ReasonCode, Segment, SegmentStatus
 from worker.pipeline.publisher import Publisher
+from worker.state.registry import Lease
 
 pytestmark = pytest.mark.integration
 
@@ -18,12 +20,14 @@ class RecordingStdin(io.RawIOBase):
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock, self.writes = clock, []
+        self.on_write = lambda: None
 
     def writable(self) -> bool:
         return True
 
     def write(self, b) -> int:
         self.writes.append((self.clock(), bytes(b)))
+        self.on_write()
         return len(b)
 
 
@@ -145,3 +149,58 @@ def test_a_restarted_publisher_goes_on_from_the_first_segment_not_out(env):
     proc = FakeFfmpeg(clock)
     run(reg, store, settings, clock, job, proc)
     assert [d.decode() for _, d in proc.stdin.writes] == ["dubbed-1", "dubbed-2"]
+
+
+def test_a_publisher_shutting_down_hands_over_at_a_piece_boundary_and_its_successor_goes_on(env):
+    reg, store, settings, clock, job = env
+    for seq in range(4):
+        add(reg, store, job, seq, 1007.7 + 6 * seq, ready=True)
+    reg.end_input("s", job, 0, 4, "input ended", StreamState.DRAINING)
+    reg.set_fields("s", stop_requested=1)
+    shutdown, handed = threading.Event(), []
+    old = FakeFfmpeg(clock)
+    old.stdin.on_write = shutdown.set  # SIGTERM arrives while the first piece is being written
+    pub = Publisher("s", job, registry=reg, store=store, settings=settings, runner=FakeRunner(old), clock=clock,
+                    sleep=clock.sleep, shutdown=shutdown, hand_over=handed.append)
+    assert pub.run().startswith("handed over")
+    assert handed == [1]  # the successor was queued
+    rec = reg.get("s")
+    assert rec.state is StreamState.DRAINING and rec.publisher_handovers == 1  # not ended, not failed
+    assert reg.lease_owner("s", Lease.PUBLISHER) is None  # let go once its ffmpeg played out
+    first = [d.decode() for _, d in old.stdin.writes]
+    assert first[0] == "dubbed-0" and len(first) <= 2  # it stopped at a piece boundary
+
+    new = FakeFfmpeg(clock)
+    succ = Publisher("s", job, registry=reg, store=store, settings=settings, runner=FakeRunner(new), clock=clock,
+                     sleep=clock.sleep, taking_over=True)
+    assert succ.run() == "all pieces published"
+    out = first + [d.decode() for _, d in new.stdin.writes]
+    assert out == [f"dubbed-{i}" for i in range(4)]  # no piece lost, none twice
+    rec = reg.get("s")
+    assert rec.state is StreamState.ENDED and rec.published_count == 4
+    assert {s.status for s in reg.segments("s")} == {SegmentStatus.PROCESSED}
+    counters, _, _ = reg.metrics.snapshot()
+    assert counters["livedub_publisher_handovers_total|"] == 1
+
+
+def test_a_successor_waits_for_its_predecessor_to_let_the_output_go(env):
+    reg, store, settings, clock, job = env
+    add(reg, store, job, 0, 1007.7, ready=True)
+    reg.end_input("s", job, 0, 1, "input ended", StreamState.DRAINING)
+    reg.set_fields("s", stop_requested=1)
+    assert reg.lease("s", "predecessor", settings.heartbeat_ttl_s, Lease.PUBLISHER)
+    plain = Publisher("s", job, registry=reg, store=store, settings=settings, runner=FakeRunner(FakeFfmpeg(clock)),
+                      clock=clock, sleep=clock.sleep)
+    assert plain.run().startswith("duplicate")  # a second publisher is refused at once
+
+    class Releasing(FakeClock):
+        def sleep(self, s: float) -> None:
+            super().sleep(s)
+            if self.t >= 1003.0:  # the predecessor's ffmpeg is done after 3 s
+                reg.release("s", "predecessor", Lease.PUBLISHER)
+
+    slow = Releasing(clock.t)
+    proc = FakeFfmpeg(slow)
+    succ = Publisher("s", job, registry=reg, store=store, settings=settings, runner=FakeRunner(proc), clock=slow,
+                     sleep=slow.sleep, taking_over=True)
+    assert succ.run() == "all pieces published" and [d for _, d in proc.stdin.writes] == [b"dubbed-0"]

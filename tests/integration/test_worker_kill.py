@@ -213,3 +213,25 @@ def test_sigterm_to_the_only_ingest_worker_hands_the_stream_over(stack, media_di
     assert report["segments"]["failed"] == 0 and not report["output"]["problems"], report
     assert abs(report["output"]["av_offset_start_ms"]) <= 25 and abs(report["output"]["av_offset_end_ms"]) <= 25
     assert report["output"]["duration_s"] > 36 - 15, report["output"]  # the output went on after the handover
+
+
+def test_sigterm_to_the_only_publish_worker_hands_over_and_the_output_comes_back(stack, media_dir, tmp_path):
+    """A redeploy of a one-worker publish pool: the publisher stops at a piece boundary and queues its
+    successor, which runs when `livedub up` brings the worker back; the output goes on from the next
+    piece, nothing fails, and the recording (which reconnects, like a player) stays in sync."""
+    video = make_video(media_dir / "count30p.flv", 30, speech=True)
+    dub = start_dub(stack, video, tmp_path, "phand")
+    wait_until(lambda: published(stack, "phand") >= 1 and out_on_server(stack, "phand"), 30, 0.2, "output up")
+    worker = worker_proc(stack, "publish")
+    worker.send_signal(signal.SIGTERM)
+    assert wait_gone([worker], 25) == []
+    out, err = dub.communicate(timeout=150)
+    rec = stack.wait_state("phand", {"ended", "failed"}, 60)
+    assert rec["state"] == "ended", rec["reason"]
+    assert rec["publisher_handovers"] >= 1  # a successor taken by the worker on its way out is passed on again
+    assert all(s["status"] in ("processed", "fallback") for s in rec["segments"]), rec["segments"]
+    report = json.loads(out)
+    assert report["output_reconnects"] >= 1 and not report["output"]["problems"], report
+    assert report["segments"]["failed"] == 0
+    print(f"one publish worker: output {report['output']['duration_s']:.2f}s of 30s")
+    assert report["output"]["duration_s"] > 30 - 8, report["output"]  # the worker's restart, at most a piece or so

@@ -17,6 +17,7 @@ from typing import Any
 import requests
 from pydantic import BaseModel, Field
 
+from worker.cli.recorder import Recorder
 from worker.core.models import StreamRecord
 from worker.core.naming import rtmp_url, validate_stream_id
 from worker.core.segments import SegmentStatus
@@ -58,6 +59,7 @@ class DubReport(BaseModel):
     output: OutputSummary | None
     latency_s: Latency
     latency_series_s: list[float] = Field(default_factory=list)  # one per second of media, in order
+    output_reconnects: int = 0  # times the output's publisher changed while it was recorded
 
     @property
     def ok(self) -> bool:
@@ -91,11 +93,7 @@ def run_dub(input_path: Path, output: Path, state: dict[str, Any], stream_id: st
     duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
                                      str(input_path)], capture_output=True, text=True, check=True).stdout.strip())
     output.parent.mkdir(parents=True, exist_ok=True)
-    recorder = runner.start(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-progress", "pipe:1",
-                             "-i", rtmp_url(base, sid, "out"), "-c", "copy", str(output)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert recorder.stdout is not None
-    out_log = ProgressLog(recorder.stdout)
+    recorder = Recorder(rtmp_url(base, sid, "out"), output, runner)
     publisher = runner.start(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-progress", "pipe:1",
                               "-i", str(input_path), "-c", "copy", "-f", "flv", in_url],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -105,22 +103,26 @@ def run_dub(input_path: Path, output: Path, state: dict[str, Any], stream_id: st
     started = time.monotonic()
     try:
         while publisher.poll() is None:
+            recorder.tick()
             if progress:
                 progress(in_log.media_s, duration)
             if time.monotonic() - started > limit:
                 raise TimeoutError("publishing took too long")
             time.sleep(0.2)
-        record = _wait_stream_over(api, sid, limit)
-        recorder.wait(timeout=60)
+        record = _wait_stream_over(api, sid, limit, recorder.tick)
+        recorder.finish()
     finally:
-        for proc in (publisher, recorder):
-            if proc.poll() is None:
-                stop_process(proc, grace_s=5)
-    return report(sid, record, output, in_log.points, out_log.points)
+        if publisher.poll() is None:
+            stop_process(publisher, grace_s=5)
+        recorder.stop()
+    rep = report(sid, record, output, in_log.points, recorder.points)
+    rep.output_reconnects = recorder.reconnects
+    return rep
 
 
-def _wait_stream_over(api: str, sid: str, timeout_s: float) -> dict[str, Any]:
+def _wait_stream_over(api: str, sid: str, timeout_s: float, tick: Callable[[], None]) -> dict[str, Any]:
     def over() -> dict[str, Any] | None:
+        tick()
         resp = requests.get(f"{api}/v1/streams/{sid}", timeout=5)
         rec: dict[str, Any] = resp.json() if resp.status_code == 200 else {}
         return rec if rec.get("state") in ("ended", "failed") else None

@@ -130,6 +130,7 @@ class StreamRecord(BaseModel):
     # A worker that shuts down (a redeploy) hands its run over: the job is queued again and goes on.
     handover_at: float | None = None  # set while a handover waits for a worker; cleared when one takes it
     handovers: int = 0
+    publisher_handovers: int = 0
     last_gap_s: float | None = None  # media lost between a run and the one that went on (handover, death)
     segments: list[Segment] = Field(default_factory=list)
 

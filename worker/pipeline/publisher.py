@@ -12,6 +12,7 @@ import enum
 import logging
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -42,6 +43,7 @@ class EndCause(enum.Enum):
     STREAM_OVER = "the stream ended before a segment was prepared"
     FFMPEG_STOPPED = "publisher ffmpeg stopped"
     REGISTRY_UNREACHABLE = "registry unreachable"
+    HANDED_OVER = "handed over: the worker shut down"
 
 
 FeedEnd = Because[EndCause]
@@ -51,13 +53,18 @@ class Publisher:
     def __init__(self, stream_id: str, job_id: str, *, registry: StreamRegistry, store: SegmentStore,
                  settings: Settings, runner: ProcessRunner | None = None, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, restart_ingest: Callable[[int], None] | None = None,
-                 max_ingest_restarts: int = 3) -> None:
+                 max_ingest_restarts: int = 3, shutdown: threading.Event | None = None,
+                 hand_over: Callable[[int], None] | None = None, taking_over: bool = False) -> None:
         self.stream_id, self.job_id = stream_id, job_id
         self.registry, self.store, self.settings = registry, store, settings
         self.runner = runner or ProcessRunner()
         self.clock, self.sleep = clock, sleep
         self.restart_ingest = restart_ingest
         self.max_ingest_restarts = max_ingest_restarts
+        # A redeploy: on shutdown, stop at a piece boundary and queue a successor (hand_over); a successor
+        # (taking_over) waits for the lease while its predecessor plays out what it holds.
+        self.shutdown = shutdown or threading.Event()
+        self.hand_over, self.taking_over = hand_over, taking_over
         self.ingest_watch = LeaseWatcher(registry, stream_id, INGEST, settings.heartbeat_ttl_s, self._rerun_ingest,
                                          clock) if restart_ingest else None
         self.holder = f"pub-{job_id}.{uuid.uuid4().hex[:8]}"
@@ -104,8 +111,19 @@ class Publisher:
         except redis.RedisError:
             pass
 
+    def _take_lease(self) -> bool:
+        """The publisher lease; a successor waits (bounded) for its predecessor to let it go."""
+        deadline = self.clock() + (2 * self.settings.heartbeat_ttl_s if self.taking_over else 0)
+        while not self.registry.lease(self.stream_id, self.holder, self.settings.heartbeat_ttl_s, Lease.PUBLISHER):
+            if self.clock() >= deadline:
+                return False
+            self.sleep(0.05)
+        return True
+
     def run(self) -> str:
-        if not self.registry.lease(self.stream_id, self.holder, self.settings.heartbeat_ttl_s, Lease.PUBLISHER):
+        if self.shutdown.is_set() and self.hand_over is not None:  # picked up by a worker on its way out
+            return self._hand_over().reason
+        if not self._take_lease():
             return "duplicate: another publisher runs this stream"
         url = rtmp_url(self.settings.rtmp_url, self.stream_id, "out")
         job_dir = self.store.work_dir(self.stream_id, self.job_id)
@@ -120,6 +138,9 @@ class Publisher:
                 end = self._feed(proc)
             finally:
                 self._close(proc, end)
+        if end.cause is EndCause.HANDED_OVER:  # the successor goes on from the next piece
+            self.registry.release(self.stream_id, self.holder, Lease.PUBLISHER)
+            return end.reason
         self.registry.set_fields(self.stream_id, publisher_state="done", publisher_reason=end.reason)
         rec = self._record()
         if rec is not None and rec.job_id == self.job_id and rec.state is not StreamState.FAILED:
@@ -139,10 +160,16 @@ class Publisher:
                 pass
         rec = self._record()
         delay = rec.output_delay_s if rec and rec.output_delay_s else self.settings.segment_seconds
-        try:  # -re: ffmpeg plays out what it holds, then ends
-            proc.wait(timeout=delay * 2 + 10)
-        except subprocess.TimeoutExpired:
-            stop_process(proc, signal.SIGTERM, grace_s=3)
+        limit = time.monotonic() + delay * 2 + 10
+        while True:  # -re: ffmpeg plays out what it holds, then ends; the lease stays ours meanwhile
+            try:
+                proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > limit:
+                    stop_process(proc, signal.SIGTERM, grace_s=3)
+                    break
+                self._beat_quiet()
         if self.progress is not None:
             self.progress.thread.join(2)
         self._observe_output()
@@ -165,6 +192,8 @@ class Publisher:
         while True:
             if not self._beat():
                 return FeedEnd(EndCause.SUPERSEDED_PUBLISHER)
+            if self.shutdown.is_set() and self.hand_over is not None:
+                return self._hand_over()
             rec = self._record()
             if rec is None or rec.job_id != self.job_id:
                 return FeedEnd(EndCause.SUPERSEDED_JOB)
@@ -198,6 +227,16 @@ class Publisher:
                 if d.action is Action.STALL:
                     self.registry.metrics.count("livedub_publisher_stalls_total")
                 self.sleep(d.wait_s)
+
+    def _hand_over(self) -> FeedEnd:
+        """Queue the successor now; it takes the lease once this publisher's ffmpeg has played out the
+        pieces it holds and left the output path (see run/_close), and goes on from the next piece."""
+        assert self.hand_over is not None
+        n = self.registry.incr(self.stream_id, "publisher_handovers") or 1
+        self.hand_over(n)
+        self.registry.metrics.count("livedub_publisher_handovers_total")
+        log.info("%s: worker shutting down; publisher handed over (%d)", self.stream_id, n)
+        return FeedEnd(EndCause.HANDED_OVER)
 
     def _write(self, proc: subprocess.Popen[bytes], choice: Choice, seg: Segment) -> Choice:
         """Hand the piece to the writer thread. ffmpeg -re drains the pipe in real time, so a write

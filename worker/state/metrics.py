@@ -30,6 +30,8 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "livedub_sts_backpressure_total": ("Backpressure events received from the STS service.", ("action",)),
     "livedub_sts_circuit_open_total": ("Segments not sent because the STS circuit breaker was open.", ()),
     "livedub_ingest_handovers_total": ("Ingest runs handed over by a worker shutting down (a redeploy).", ()),
+    "livedub_publisher_handovers_total": ("Publishers handed over at a piece boundary by a worker shutting down.",
+                                          ()),
     "media_service_worker_segments_processed_total": ("Seed-compatible: segments processed.", ("type",)),
 }
 STAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)

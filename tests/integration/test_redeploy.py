@@ -1,0 +1,66 @@
+"""A redeploy with two workers per long-running pool: SIGTERM (what `docker compose up -d` and a rollout
+send) to the worker reading a stream, and later to the one publishing it. The other worker of each pool
+goes on: the stream ends `ended`, no segment fails, the output is one stream in sync. The publisher
+hands over at a piece boundary (at most 2 s of output lost); the reader's gap is recorded."""
+
+import json
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from tests.support import local_stack, wait_gone
+from worker.devstack.samples import make_video
+from worker.media.procs import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+def worker_running(stack, marker: str) -> psutil.Process | None:
+    """The Celery worker of this stack whose ffmpeg child has ``marker`` in its command line."""
+    tag = f"-{stack.state['worker_names']['ingest'].split('@')[0].split('-')[-1]}@"
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "celery" in cmd and tag in cmd:
+            for c in p.children(recursive=True):
+                try:
+                    if c.name() == "ffmpeg" and marker in " ".join(c.cmdline()):
+                        return p
+                except psutil.NoSuchProcess:
+                    continue
+    return None
+
+
+def test_sigterm_to_the_reading_then_the_publishing_worker_loses_nothing_but_the_reader_gap(tmp_path, media_dir):
+    video = make_video(media_dir / "count30r.flv", 30, speech=True)
+    with local_stack(tmp_path / "run", "--engine", "echo", "--scale", "ingest=2", "--scale", "publish=2") as stack:
+        assert len(stack.state["workers"]) == 7
+        dub = subprocess.Popen([sys.executable, "-m", "worker.cli", "dub", str(video), "-o", str(tmp_path / "o.mp4"),
+                                "--state-file", str(stack.run_dir / "state.json"), "--stream-id", "redep"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: stack.stream("redep")["segment_count"] >= 1, 30, 0.2, "first segment")
+        reader = wait_until(lambda: worker_running(stack, "/redep/in"), 10, 0.2, "the reading worker")
+        reader.send_signal(signal.SIGTERM)
+        assert wait_gone([reader], 25) == []
+        wait_until(lambda: any("part1" in s["file"] for s in stack.stream("redep")["segments"]), 30, 0.2,
+                   "a segment from the other ingest worker")
+        publisher = wait_until(lambda: worker_running(stack, "/redep/out"), 10, 0.2, "the publishing worker")
+        assert publisher.pid != reader.pid
+        publisher.send_signal(signal.SIGTERM)
+        assert wait_gone([publisher], 25) == []  # it played out what it held and left
+        out, err = dub.communicate(timeout=150)
+        rec = stack.wait_state("redep", {"ended", "failed"}, 60)
+    assert rec["state"] == "ended", rec["reason"]
+    assert rec["handovers"] == 1 and rec["publisher_handovers"] == 1
+    assert [s for s in rec["segments"] if s["status"] not in ("processed", "fallback")] == []
+    report = json.loads(out)
+    assert report["segments"]["failed"] == 0 and not report["output"]["problems"], report
+    assert abs(report["output"]["av_offset_start_ms"]) <= 25 and abs(report["output"]["av_offset_end_ms"]) <= 25
+    reader_gap = rec["last_gap_s"]
+    publisher_loss = 30.0 - reader_gap - report["output"]["duration_s"]
+    print(f"reader gap {reader_gap:.2f}s ({round(reader_gap * 25)} frames), "
+          f"output lost at the publisher's switch {publisher_loss:.2f}s")
+    assert 0 <= reader_gap < 6
+    assert publisher_loss <= 2.0, (reader_gap, report["output"])
