@@ -204,3 +204,21 @@ def test_a_successor_waits_for_its_predecessor_to_let_the_output_go(env):
     succ = Publisher("s", job, registry=reg, store=store, settings=settings, runner=FakeRunner(proc), clock=slow,
                      sleep=slow.sleep, taking_over=True)
     assert succ.run() == "all pieces published" and [d for _, d in proc.stdin.writes] == [b"dubbed-0"]
+
+
+def test_an_unreadable_dubbed_piece_goes_out_as_its_fallback_and_an_unreadable_pair_fails_alone(env):
+    reg, store, settings, clock, job = env
+    for seq in range(3):
+        add(reg, store, job, seq, 1007.7 + 6 * seq, ready=True)
+    (store.work_dir("s", job) / "piece_00000.ts").unlink()  # the store lost the dub
+    (store.work_dir("s", job) / "piece_00001.ts").unlink()  # and both pieces of the next one
+    (store.work_dir("s", job) / "fallback_00001.ts").unlink()
+    reg.end_input("s", job, 0, 3, "input ended", StreamState.DRAINING)
+    reg.set_fields("s", stop_requested=1)
+    proc = FakeFfmpeg(clock)
+    assert run(reg, store, settings, clock, job, proc) == "all pieces published"
+    assert [d.decode() for _, d in proc.stdin.writes] == ["fallback-0", "dubbed-2"]
+    segs = reg.segments("s")
+    assert [(s.status, s.reason_code) for s in segs] == [
+        (SegmentStatus.FALLBACK, ReasonCode.STORE_UNAVAILABLE), (SegmentStatus.FAILED, ReasonCode.STORE_UNAVAILABLE),
+        (SegmentStatus.PROCESSED, None)]
