@@ -26,7 +26,7 @@ from worker.devstack.children import free_port
 from worker.media.procs import ProcessRunner, stop_process, wait_until
 from worker.sts.client import StsClient
 from worker.sts.engines import OfflineEngine
-from worker.sts.protocol import AudioIn, FragmentData, StreamConfig, StreamInit
+from worker.sts.protocol import AudioIn, FragmentData, StageTimings, StreamConfig, StreamInit
 
 SENTENCES = [
     "Good morning everyone. Today we will talk about the weather and the news.",
@@ -81,23 +81,27 @@ def row(name: str, values: list[float]) -> str:
 def offline(pcms: list[bytes]) -> None:
     proc, url = serve("offline")
     try:
-        asr, mt, tts, total = [], [], [], []
+        asr: list[float] = []
+        mt: list[float] = []
+        tts: list[float] = []
+        total: list[float] = []
         with StsClient(url, token=TOKEN) as c:
             c.init_stream(StreamInit(stream_id="b", max_inflight=8))
             for i, pcm in enumerate(pcms):
                 c.send_fragment(frag(i, pcm))
                 res = c.wait_processed(f"f{i}", 60)
                 assert res.status == "success", res.error
-                asr.append(res.stage_timings.asr_ms)
-                mt.append(res.stage_timings.translation_ms)
-                tts.append(res.stage_timings.tts_ms)
+                st = res.stage_timings or StageTimings()
+                asr.append(st.asr_ms)
+                mt.append(st.translation_ms)
+                tts.append(st.tts_ms)
                 total.append(res.processing_time_ms)
         mem = rss_mb(proc.pid)  # type: ignore[attr-defined]
     finally:
         stop_process(proc)  # type: ignore[arg-type]
     engine = OfflineEngine()
     engine.load()
-    base = []
+    base: list[float] = []
     for i, pcm in enumerate(pcms):
         t0 = time.perf_counter()
         engine.process(frag(i, pcm).audio, pcm, StreamConfig())

@@ -153,3 +153,17 @@ def test_remux_makes_a_piece_that_any_host_reads_from_the_store(env):
                                   str(piece)], capture_output=True, text=True, check=True).stdout.split()
     assert set(streams) == {"audio", "video"}
     assert reg.segment("s", 0).piece == out.piece_key
+
+
+def test_a_dub_in_float_pcm_is_read_as_the_seed_full_server_may_send_it(env):
+    reg, store, job_dir, settings = env
+    f32 = job_dir / "dub_00000.f32"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"sine=frequency=300:sample_rate={DUB_RATE}:duration=2.5", "-ac", "1", "-f", "f32le", str(f32)],
+                   check=True, timeout=30)
+    dub = DubbedSegment(work=work(store, job_dir), dub=DubAudio(key=store.put(f32), format="pcm_f32le",
+                                                                  sample_rate_hz=DUB_RATE, channels=1))
+    out = fit_and_mix(dub, store, reg, settings)
+    assert out.fallback is None and len(store.read(out.fit_key)) == SLOT * 4
+    seg = reg.segment("s", 0)  # 2.5 s read as 2.5 s (4-byte samples): no stretch; as s16 it would be 5 s
+    assert seg.stretch_ratio == 1.0 and seg.trimmed_s == 0

@@ -88,7 +88,7 @@ def audio(fmt="pcm_s16le", rate=16000, ch=1, data=b"\x00\x00" * 100, **kw):
     (audio(fmt="mp3"), "UNSUPPORTED_FORMAT"),
     (audio(rate=11025), "UNSUPPORTED_SAMPLE_RATE"),
     (audio(ch=6), "UNSUPPORTED_CHANNELS"),
-    (audio(data=b"\x00" * 2000), "PAYLOAD_TOO_LARGE"),
+    (audio(data=b"\x00" * 2000), "FRAGMENT_TOO_LARGE"),
     (audio(data=b"\x00" * 3), "DECODE_ERROR"),
     (audio(fmt="wav", data=b"RIFFnonsense"), "DECODE_ERROR"),
     (audio(fmt="m4a", data=b"\x00" * 16), "DECODE_ERROR"),

@@ -67,8 +67,8 @@ def segmenter_args(
 
 def _dub_input(src: Path, fmt: str, rate: int, channels: int) -> Any:
     """Dubbed audio as the STS service returned it."""
-    if fmt == "pcm_s16le":
-        return ffmpeg.input(str(src), f="s16le", ar=rate, ac=channels)
+    if fmt in ("pcm_s16le", "pcm_f32le"):
+        return ffmpeg.input(str(src), f=fmt.removeprefix("pcm_"), ar=rate, ac=channels)
     return ffmpeg.input(str(src))
 
 
@@ -117,6 +117,12 @@ def publisher_args(ffmpeg_bin: str, url: str) -> list[str]:
     out = ffmpeg.input("pipe:0", f="mpegts", re=None).output(url, c="copy", f="flv")
     return _compile(out, ffmpeg_bin, "warning", nostdin=False, overwrite=False,
                     extra=("-progress", "pipe:1", "-stats_period", "0.25"))
+
+
+def m4a_args(ffmpeg_bin: str, pcm: Path, out: Path) -> list[str]:
+    """The pipeline's PCM as MP4/AAC (``m4a``): what a plain v1.0 STS server (the seed's) expects."""
+    audio = ffmpeg.input(str(pcm), **PCM).audio
+    return _compile(ffmpeg.output(audio, str(out), acodec="aac", audio_bitrate="128k", f="mp4"), ffmpeg_bin)
 
 
 def video_span_args(ffprobe: str, segment: Path) -> list[str]:

@@ -21,8 +21,9 @@ from worker.state.store import SegmentStore, StoreError, sibling
 
 def dub_samples_48k(path: Path, dub: DubAudio, ffprobe: str) -> int:
     """Length of the dubbed audio in 48 kHz samples."""
-    if dub.format == "pcm_s16le":
-        return path.stat().st_size // (2 * dub.channels) * AUDIO_RATE // dub.sample_rate_hz
+    if dub.format in ("pcm_s16le", "pcm_f32le"):
+        width = 2 if dub.format == "pcm_s16le" else 4
+        return path.stat().st_size // (width * dub.channels) * AUDIO_RATE // dub.sample_rate_hz
     if dub.format == "wav":
         rate, _, frames = wav_params(path)
         return frames * AUDIO_RATE // rate

@@ -20,14 +20,21 @@ from worker.core.segments import Reason, ReasonCode
 from worker.core.settings import Settings
 from worker.core.timing import AUDIO_RATE
 from worker.pipeline.outcome import give_up
+from worker.pipeline.sts_fragment import DUB_FORMATS, fragment_for
 from worker.state.registry import StreamRegistry
 from worker.state.store import SegmentStore, StoreError, sibling
 from worker.sts.client import StsClient, StsError
-from worker.sts.protocol import AudioIn, Backpressure, FragmentData, FragmentProcessed, StreamConfig, StreamInit
+from worker.sts.protocol import (
+    V1_MAX_CHUNK_MS,
+    Backpressure,
+    FragmentProcessed,
+    StageTimings,
+    StreamConfig,
+    StreamInit,
+)
 
 # Time kept back from the STS deadline for collect + remux.
 CHAIN_RESERVE_S = 0.6
-EXT = {"wav": "wav", "m4a": "m4a", "pcm_s16le": "pcm"}
 UNREACHABLE = frozenset({"UNREACHABLE", "NAMESPACE_MISMATCH", "UNAUTHORIZED"})
 CIRCUIT_OPEN = "CIRCUIT_OPEN"
 
@@ -77,8 +84,9 @@ class StsPool:
                                           config=StreamConfig(source_language=work.source_language,
                                                               target_language=work.target_language,
                                                               voice_profile=work.voice_profile,
-                                                              chunk_duration_ms=chunk_ms, sample_rate_hz=AUDIO_RATE,
-                                                              channels=2, format="pcm_s16le")))
+                                                              chunk_duration_ms=min(chunk_ms, V1_MAX_CHUNK_MS),
+                                                              sample_rate_hz=AUDIO_RATE, channels=2, format="m4a"),
+                                          max_inflight=3, timeout_ms=8000))
             self.clients[work.stream_id] = client
             return client
 
@@ -99,12 +107,10 @@ class StsPool:
                stop=stop_after_delay(max(stop_at - clock() - 0.2, 0.1)), reraise=True)
         def once() -> RoundTrip:
             client = self.client_for(work, chunk_ms, stop_at - clock())
+            frag = fragment_for(work, fid, audio, client.capabilities(work.stream_id), chunk_ms,
+                                self.settings.ffmpeg_bin, clock)
             try:
-                client.send_fragment(FragmentData(
-                    fragment_id=fid, stream_id=work.stream_id, sequence_number=work.sequence,
-                    timestamp=work.start_s, metadata={"pts_ns": int(work.start_s * 1e9)},
-                    audio=AudioIn(format="pcm_s16le", sample_rate_hz=AUDIO_RATE, channels=2, duration_ms=chunk_ms,
-                                  data=audio)))
+                client.send_fragment(frag)
                 result = client.wait_processed(fid, max(stop_at - clock(), 0.05))
             except (StsError, TimeoutError):
                 if not client.connected:
@@ -149,24 +155,28 @@ def dub_segment(work: SegmentWork, store: SegmentStore, registry: StreamRegistry
             registry.metrics.count("livedub_sts_circuit_open_total")
         return DubbedSegment(work=work, fallback=give_up(work, registry, reason))
     res = trip.result
-    timings = {"sts_rtt": (clock() - started) * 1000, "sts_compute": res.processing_time_ms,
-               "asr": res.stage_timings.asr_ms, "mt": res.stage_timings.translation_ms,
-               "tts": res.stage_timings.tts_ms}
+    st = res.stage_timings or StageTimings()
+    timings = {"sts_rtt": (clock() - started) * 1000, "sts_compute": float(res.processing_time_ms),
+               "asr": float(st.asr_ms), "mt": float(st.translation_ms), "tts": float(st.tts_ms)}
     for stage in ("sts_rtt", "asr", "mt", "tts"):
         if timings[stage] > 0:
             registry.metrics.observe("livedub_stage_duration_seconds", timings[stage] / 1000, stage=stage)
     for bp in trip.backpressure:
         registry.metrics.count("livedub_sts_backpressure_total", action=bp.action)
-    update = {"transcript": res.transcript, "translated_text": res.translated_text, "timings_ms": timings}
-    out = DubbedSegment(work=work, timings_ms=timings, transcript=res.transcript,
-                        translated_text=res.translated_text)
+    transcript, translated = res.transcript or "", res.translated_text or ""
+    update = {"transcript": transcript, "translated_text": translated, "timings_ms": timings}
+    out = DubbedSegment(work=work, timings_ms=timings, transcript=transcript, translated_text=translated)
     if res.status == "failed" or res.dubbed_audio is None:
         reason = Reason(ReasonCode.STS_FAILED, res.error.code if res.error else "no audio")
+        return out.model_copy(update={"fallback": give_up(work, registry, reason, **update)})
+    if res.dubbed_audio.format not in DUB_FORMATS:
+        reason = Reason(ReasonCode.STS_FAILED, f"dubbed audio in {res.dubbed_audio.format!r}, which livedub does "
+                                               f"not read (it reads {', '.join(DUB_FORMATS)})")
         return out.model_copy(update={"fallback": give_up(work, registry, reason, **update)})
     audio = res.dubbed_audio.raw()
     if audio:
         path = store.work_path(sibling(work.orig_key,
-                                       f"dub_{work.sequence:05d}.{EXT.get(res.dubbed_audio.format, 'bin')}"))
+                                       f"dub_{work.sequence:05d}.{DUB_FORMATS[res.dubbed_audio.format]}"))
         path.write_bytes(audio)
         try:
             key = store.put(path)

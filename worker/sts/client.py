@@ -47,6 +47,7 @@ class StsClient:
         self.errors: list[ErrorEvent] = []
         self.backpressure: list[Backpressure] = []
         self.by_fragment_error: dict[str, ErrorEvent] = {}
+        self.inflight: dict[str, set[str]] = defaultdict(set)  # stream id -> fragment ids awaiting a result
         self.events: dict[str, int] = defaultdict(int)
         for event, handler in {"stream:ready": self._on_ready, "fragment:ack": self._on_ack,
                                "fragment:processed": self._on_processed, "stream:complete": self._on_complete,
@@ -115,9 +116,19 @@ class StsClient:
         err = ErrorEvent.model_validate(data)
         with self.cond:
             self.errors.append(err)
-            if err.fragment_id:
-                self.by_fragment_error[err.fragment_id] = err
+            for fid in self._errored(err):
+                self.by_fragment_error[fid] = err
             self.cond.notify_all()
+
+    def _errored(self, err: ErrorEvent) -> set[str]:
+        """The fragments an error is about. The seed's servers send some errors with no fragment_id:
+        the one fragment in flight (of its stream, if named) when that is unambiguous, else all of them
+        fail fast rather than each waiting out its deadline."""
+        if err.fragment_id:
+            return {err.fragment_id}
+        if err.stream_id:
+            return set(self.inflight.get(err.stream_id, ()))
+        return set().union(*self.inflight.values()) if self.inflight else set()
 
     # calls -----------------------------------------------------------------
     def _wait(self, predicate: Any, timeout_s: float, what: str) -> Any:
@@ -148,8 +159,14 @@ class StsClient:
             raise StsError(result.code, result.message, result.retryable)
         return result
 
+    def capabilities(self, stream_id: str) -> dict[str, Any]:
+        ready = self.ready.get(stream_id)
+        return ready.capabilities if ready is not None else {}
+
     def send_fragment(self, frag: FragmentData) -> None:
         payload = frag.model_dump(mode="python", exclude_none=True)
+        with self.cond:
+            self.inflight[frag.stream_id].add(frag.fragment_id)
         self.sio.emit("fragment:data", payload, namespace=self.ns)
 
     def wait_processed(self, fragment_id: str, timeout_s: float) -> FragmentProcessed:
@@ -158,7 +175,12 @@ class StsClient:
         def answer() -> FragmentProcessed | ErrorEvent | None:
             return self.processed.pop(fragment_id, None) or self.by_fragment_error.pop(fragment_id, None)
 
-        result = self._wait(answer, timeout_s, f"fragment:processed for {fragment_id}")
+        try:
+            result = self._wait(answer, timeout_s, f"fragment:processed for {fragment_id}")
+        finally:
+            with self.cond:
+                for fids in self.inflight.values():
+                    fids.discard(fragment_id)
         if isinstance(result, ErrorEvent):
             raise StsError(result.code, result.message, result.retryable)
         return result

@@ -67,7 +67,7 @@ class EchoEngine:
                                              "tts": {"name": "echo", "state": "ready"}}}
 
     def check(self, cfg: StreamConfig) -> languages.ConfigProblem | None:
-        return languages.check_config(cfg.source_language, cfg.target_language, cfg.voice_profile, None)
+        return None  # it translates nothing: any language pair and voice (the seed's echo server agrees)
 
     def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0,
                 sequence: int = 0) -> DubResult:
@@ -158,7 +158,8 @@ class OfflineEngine:
         t2 = time.perf_counter()
         wav = speak(translated, cfg.target_language, cfg.voice_profile) if translated else b""
         t3 = time.perf_counter()
-        timings = StageTimings(asr_ms=(t1 - t0) * 1000, translation_ms=(t2 - t1) * 1000, tts_ms=(t3 - t2) * 1000)
+        timings = StageTimings(asr_ms=round((t1 - t0) * 1000), translation_ms=round((t2 - t1) * 1000),
+                               tts_ms=round((t3 - t2) * 1000))
         if not wav:  # no speech heard: silence is the right dub, reported as partial
             return DubResult(b"", "wav", 22050, 1, 0.0, transcript, translated, timings, status="partial")
         return DubResult(wav, "wav", 22050, 1, wav_duration_ms(wav), transcript, translated, timings)

@@ -1,4 +1,9 @@
-"""The STS Socket.IO protocol, v1.0 (compatible with the seed project's), as typed messages.
+"""The STS Socket.IO protocol, v1.0 as the seed project defines it, plus livedub's negotiated
+extensions (docs/sts-protocol.md), as typed messages.
+
+What livedub sends keeps v1.0's types (ints where v1.0 has ints); what it reads accepts every optional
+v1.0 field as null. The extensions (binary audio, PCM formats, ``monitor:subscribe``) are used only
+with a server whose ``stream:ready`` capabilities advertise them (:func:`speaks_extensions`).
 
 Conversion to and from the wire (dicts, base64 or binary audio) lives here, apart from socket code.
 Events, client -> server: ``stream:init``, ``fragment:data``, ``fragment:ack``, ``stream:pause``,
@@ -47,17 +52,29 @@ class StreamInit(Wire):
 
 
 class StreamReady(Wire):
-    stream_id: str
+    stream_id: str = ""
     session_id: str
     max_inflight: int
-    capabilities: dict[str, Any]
+    capabilities: dict[str, Any] = Field(default_factory=dict)
+
+
+def speaks_extensions(caps: dict[str, Any]) -> bool:
+    """A livedub-style server: binary audio and PCM. A plain v1.0 server (the seed's) advertises only
+    ``batch_processing``/``async_delivery``; it is sent m4a as base64."""
+    return bool(caps.get("binary_data")) and "pcm_s16le" in (caps.get("formats") or ())
+
+
+# v1.0's ranges (the seed's servers refuse anything outside them).
+V1_MAX_CHUNK_MS = 6000
+V1_INFLIGHT = (1, 10)
+V1_TIMEOUT_MS = (1000, 30000)
 
 
 class AudioIn(Wire):
     format: str
     sample_rate_hz: int
     channels: int
-    duration_ms: float = Field(ge=0)
+    duration_ms: int | float = Field(ge=0)
     data_base64: str | None = None
     data: bytes | None = None
 
@@ -83,7 +100,7 @@ class FragmentData(Wire):
     fragment_id: str = ID
     stream_id: str = ID
     sequence_number: int = Field(ge=0)
-    timestamp: float = 0
+    timestamp: int | float = 0  # v1.0: Unix ms, an int (livedub sends one; it accepts a float)
     audio: AudioIn
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -91,6 +108,7 @@ class FragmentData(Wire):
 class FragmentAck(Wire):
     fragment_id: str
     status: Literal["queued", "processing", "received", "applied"]
+    timestamp: int | None = None  # Unix ms
     queue_position: int | None = None
 
 
@@ -98,7 +116,7 @@ class AudioOut(Wire):
     format: str
     sample_rate_hz: int
     channels: int
-    duration_ms: float
+    duration_ms: int
     data_base64: str | None = None
     data: bytes | None = None
 
@@ -111,15 +129,15 @@ class AudioOut(Wire):
 
 
 class StageTimings(Wire):
-    asr_ms: float = 0
-    translation_ms: float = 0
-    tts_ms: float = 0
+    asr_ms: int = 0
+    translation_ms: int = 0
+    tts_ms: int = 0
 
 
 class ErrorInfo(Wire):
     code: str
-    message: str
-    stage: str = ""
+    message: str = ""
+    stage: Literal["asr", "translation", "tts"] | None = None
     retryable: bool = False
 
 
@@ -129,12 +147,12 @@ class FragmentProcessed(Wire):
     sequence_number: int
     status: Literal["success", "partial", "failed"]
     dubbed_audio: AudioOut | None = None
-    transcript: str = ""
-    translated_text: str = ""
-    processing_time_ms: float = 0
-    stage_timings: StageTimings = Field(default_factory=StageTimings)
+    transcript: str | None = None
+    translated_text: str | None = None
+    processing_time_ms: int = 0
+    stage_timings: StageTimings | None = None
     error: ErrorInfo | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] | None = None
 
     def to_wire(self) -> dict[str, Any]:
         out = self.model_dump(mode="json", exclude_none=True, exclude={"dubbed_audio"})
@@ -145,14 +163,15 @@ class FragmentProcessed(Wire):
 
 class Backpressure(Wire):
     stream_id: str
-    severity: Literal["low", "medium", "high"]
-    current_inflight: int
-    queue_depth: int
+    severity: Literal["low", "medium", "high"] = "low"
+    current_inflight: int | None = None
+    queue_depth: int | None = None
     action: Literal["slow_down", "pause", "none"]
-    recommended_delay_ms: int
+    recommended_delay_ms: int | None = None
 
 
 class Statistics(Wire):
+    total_fragments: int = 0
     success_count: int = 0
     partial_count: int = 0
     failed_count: int = 0
@@ -162,15 +181,15 @@ class Statistics(Wire):
 
 class StreamComplete(Wire):
     stream_id: str
-    total_fragments: int
-    total_duration_ms: float
-    statistics: Statistics
+    total_fragments: int = 0
+    total_duration_ms: int = 0
+    statistics: Statistics = Field(default_factory=Statistics)
 
 
 class ErrorEvent(Wire):
     code: str
-    message: str
-    severity: Literal["warning", "error", "fatal"] = "error"
+    message: str = ""
+    severity: str = "error"
     retryable: bool = False
     stream_id: str | None = None
     fragment_id: str | None = None
@@ -187,7 +206,8 @@ def validation_message(exc: ValidationError) -> str:
 
 
 def encode_audio(data: bytes, fmt: str, rate: int, channels: int, duration_ms: float, binary: bool) -> AudioOut:
+    ms = round(duration_ms)
     if binary:
-        return AudioOut(format=fmt, sample_rate_hz=rate, channels=channels, duration_ms=duration_ms, data=data)
-    return AudioOut(format=fmt, sample_rate_hz=rate, channels=channels, duration_ms=duration_ms,
+        return AudioOut(format=fmt, sample_rate_hz=rate, channels=channels, duration_ms=ms, data=data)
+    return AudioOut(format=fmt, sample_rate_hz=rate, channels=channels, duration_ms=ms,
                     data_base64=base64.b64encode(data).decode())

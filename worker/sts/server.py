@@ -39,7 +39,7 @@ from worker.sts.protocol import (
     StreamRef,
     validation_message,
 )
-from worker.sts.sessions import FairQueue, QueueFull, StreamSession, backpressure
+from worker.sts.sessions import FairQueue, QueueFull, StreamSession, backpressure, relief
 from worker.sts.work import Work, process
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,10 @@ class StsServer:
         await self.sio.emit("error", event.to_wire(), to=sid, namespace=self.ns)
 
     async def _backpressure(self, sid: str, bp: Backpressure) -> None:
+        if bp.action != "none":
+            session = self.sessions.get((sid, bp.stream_id))
+            if session is not None:
+                session.throttled = True
         self.stats[f"bp_{bp.action}"] = self.stats.get(f"bp_{bp.action}", 0) + 1
         await self.sio.emit("backpressure", bp.to_wire(), to=sid, namespace=self.ns)
 
@@ -154,7 +158,7 @@ class StsServer:
         try:
             init = StreamInit.model_validate(data)
         except ValidationError as exc:
-            await self._error(sid, "INVALID_PAYLOAD", f"stream:init: {validation_message(exc)}")
+            await self._error(sid, "INVALID_CONFIG", f"stream:init: {validation_message(exc)}")
             return
         problem = self.engine.check(init.config)
         if problem is not None:
@@ -178,7 +182,7 @@ class StsServer:
         try:
             frag = FragmentData.model_validate(data)
         except ValidationError as exc:
-            await self._error(sid, "INVALID_PAYLOAD", f"fragment:data: {validation_message(exc)}", fragment_id=fid)
+            await self._error(sid, "INVALID_CONFIG", f"fragment:data: {validation_message(exc)}", fragment_id=fid)
             return
         key = (sid, frag.stream_id)
         session = self.sessions.get(key)
@@ -203,7 +207,7 @@ class StsServer:
                               retryable=True, severity="warning")
             return
         if frag.sequence_number in session.pending:
-            await err("DUPLICATE_FRAGMENT", f"sequence_number {frag.sequence_number} is in flight")
+            await err("INVALID_SEQUENCE", f"sequence_number {frag.sequence_number} is in flight")
             return
         try:
             position = self.queue.put(key, Work(frag, raw, time.monotonic(), frag.audio.data is not None))
@@ -211,7 +215,8 @@ class StsServer:
             await err("QUEUE_FULL", str(exc), retryable=True, severity="warning")
             return
         session.accept(frag.sequence_number, frag.audio.duration_ms)
-        ack = FragmentAck(fragment_id=frag.fragment_id, status="queued", queue_position=position)
+        ack = FragmentAck(fragment_id=frag.fragment_id, status="queued", queue_position=position,
+                          timestamp=int(time.time() * 1000))
         await self.sio.emit("fragment:ack", ack.to_wire(), to=sid, namespace=self.ns)
         bp = backpressure(frag.stream_id, session.inflight, session.max_inflight, self.queue.size, chunk_ms)
         if bp is not None:
@@ -226,13 +231,13 @@ class StsServer:
         try:
             FragmentAck.model_validate(data)
         except ValidationError as exc:
-            await self._error(sid, "INVALID_PAYLOAD", f"fragment:ack: {validation_message(exc)}")
+            await self._error(sid, "INVALID_CONFIG", f"fragment:ack: {validation_message(exc)}")
 
     async def _session_for(self, sid: str, data: Any, event: str) -> StreamSession | None:
         try:
             ref = StreamRef.model_validate(data)
         except ValidationError as exc:
-            await self._error(sid, "INVALID_PAYLOAD", f"{event}: {validation_message(exc)}")
+            await self._error(sid, "INVALID_CONFIG", f"{event}: {validation_message(exc)}")
             return None
         session = self.sessions.get((sid, ref.stream_id))
         if session is None:
@@ -261,7 +266,7 @@ class StsServer:
         if not session.ending or session.inflight:
             return
         done = StreamComplete(stream_id=session.stream_id, total_fragments=session.total_fragments,
-                              total_duration_ms=session.total_duration_ms, statistics=session.statistics())
+                              total_duration_ms=round(session.total_duration_ms), statistics=session.statistics())
         self.sessions.pop((session.sid, session.stream_id), None)
         self.queue.drop((session.sid, session.stream_id))
         await self.sio.emit("stream:complete", done.to_wire(), to=session.sid, namespace=self.ns)
@@ -289,4 +294,8 @@ class StsServer:
                 await self.sio.emit("fragment:processed", wire, to=session.sid, namespace=self.ns)
                 await self.sio.emit("fragment:processed", wire, room=MONITOR_ROOM, skip_sid=session.sid,
                                     namespace=self.ns)
+            if session.throttled and session.inflight <= session.max_inflight:  # the load fell back: go on
+                session.throttled = False
+                await self._backpressure(session.sid, relief(session.stream_id, session.inflight,
+                                                              self.queue.size))
             await self._maybe_complete(session)

@@ -26,6 +26,7 @@ class StreamSession:
     done: dict[int, FragmentProcessed] = field(default_factory=dict)
     total_fragments: int = 0
     total_duration_ms: float = 0.0
+    throttled: bool = False  # a slow_down or pause went out; a "none" follows once the load falls
     times_ms: list[float] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: {"success": 0, "partial": 0, "failed": 0})
 
@@ -53,7 +54,8 @@ class StreamSession:
     def statistics(self) -> Statistics:
         times = sorted(self.times_ms)
         return Statistics(
-            success_count=self.counts["success"], partial_count=self.counts["partial"],
+            total_fragments=self.total_fragments, success_count=self.counts["success"],
+            partial_count=self.counts["partial"],
             failed_count=self.counts["failed"], avg_processing_time_ms=sum(times) / len(times) if times else 0.0,
             p95_processing_time_ms=percentile(times, 95),
         )
@@ -69,6 +71,12 @@ def backpressure(stream_id: str, inflight: int, max_inflight: int, queue_depth: 
                             queue_depth=queue_depth, action="pause", recommended_delay_ms=chunk_ms)
     return Backpressure(stream_id=stream_id, severity="medium", current_inflight=inflight,
                         queue_depth=queue_depth, action="slow_down", recommended_delay_ms=chunk_ms // 2)
+
+
+def relief(stream_id: str, inflight: int, queue_depth: int) -> Backpressure:
+    """The load fell back under ``max_inflight`` after a slow_down or pause: the client may go on."""
+    return Backpressure(stream_id=stream_id, severity="low", current_inflight=inflight, queue_depth=queue_depth,
+                        action="none", recommended_delay_ms=0)
 
 
 class QueueFull(Exception):

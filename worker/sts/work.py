@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from worker.sts.audio import AudioError
+from worker.sts.audio import AudioError, to_m4a
 from worker.sts.engines import Engine
 from worker.sts.protocol import ErrorInfo, FragmentData, FragmentProcessed, encode_audio
 from worker.sts.sessions import StreamSession
@@ -32,27 +32,35 @@ def process(engine: Engine, session: StreamSession, work: Work) -> FragmentProce
     started = time.monotonic()
     waited_ms = (started - work.accepted_at) * 1000
     if waited_ms > session.timeout_ms:
-        return FragmentProcessed(**base, status="failed", processing_time_ms=waited_ms, error=ErrorInfo(
-            code="TIMEOUT", message=f"waited {waited_ms:.0f} ms in the queue, over timeout_ms", stage="queue",
-            retryable=True))
+        return FragmentProcessed(**base, status="failed", processing_time_ms=round(waited_ms), error=ErrorInfo(
+            code="TIMEOUT", message=f"waited {waited_ms:.0f} ms in the queue, over timeout_ms", retryable=True))
     try:
         delay = float(frag.metadata.get("echo_delay_ms", 0) or 0)
         res = engine.process(frag.audio, work.raw, session.config, delay_ms=delay, sequence=frag.sequence_number)
-    except AudioError as exc:
-        return _failed(base, started, exc.code, str(exc), "decode" if exc.code == "DECODE_ERROR" else "")
+        data, fmt, rate, channels = res.audio, res.format, res.sample_rate_hz, res.channels
+        if frag.audio.format == "m4a" and fmt != "m4a":  # answer in the client's format (v1.0 reads MP4)
+            data, fmt = to_m4a(data, fmt, rate, channels), "m4a"
+    except AudioError as exc:  # the input could not be decoded: the ASR stage's input (v1.0's stages)
+        return _failed(base, started, exc.code, str(exc), "asr" if exc.code == "DECODE_ERROR" else None)
     except Exception as exc:
         log.exception("fragment %s failed", frag.fragment_id)
-        return _failed(base, started, "ENGINE_ERROR", f"{type(exc).__name__}: {exc}", "engine", True)
-    audio = encode_audio(res.audio, res.format, res.sample_rate_hz, res.channels, res.duration_ms, work.binary)
+        return _failed(base, started, "MODEL_ERROR", f"{type(exc).__name__}: {exc}", None, True)
+    audio = encode_audio(data, fmt, rate, channels, res.duration_ms, work.binary)
+    original = frag.audio.duration_ms
+    metadata: dict[str, Any] = {**_model_names(engine), "original_duration_ms": round(original),
+                                "dubbed_duration_ms": round(res.duration_ms),
+                                "duration_variance_percent": round((res.duration_ms - original) / original * 100, 2)
+                                if original else 0.0,
+                                "speed_ratio": round(res.duration_ms / original, 4) if original else 1.0}
     return FragmentProcessed(
         **base, status=res.status, dubbed_audio=audio, transcript=res.transcript,
-        translated_text=res.translated_text, processing_time_ms=(time.monotonic() - started) * 1000,
-        stage_timings=res.timings, metadata=_model_names(engine))
+        translated_text=res.translated_text, processing_time_ms=round((time.monotonic() - started) * 1000),
+        stage_timings=res.timings, metadata=metadata)
 
 
-def _failed(base: dict[str, Any], started: float, code: str, message: str, stage: str,
+def _failed(base: dict[str, Any], started: float, code: str, message: str, stage: Literal["asr"] | None,
             retryable: bool = False) -> FragmentProcessed:
-    return FragmentProcessed(**base, status="failed", processing_time_ms=(time.monotonic() - started) * 1000,
+    return FragmentProcessed(**base, status="failed", processing_time_ms=round((time.monotonic() - started) * 1000),
                              error=ErrorInfo(code=code, message=message, stage=stage, retryable=retryable))
 
 

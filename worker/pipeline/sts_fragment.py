@@ -1,0 +1,42 @@
+"""The fragment STS-dispatch sends, in the dialect the STS service speaks (docs/sts-protocol.md).
+
+A server whose ``stream:ready`` advertises livedub's extensions gets the segment's PCM as a binary
+attachment; a plain v1.0 server (the seed's) gets it as ``m4a`` (MP4/AAC) in ``data_base64``. Both get
+v1.0's types: an int ``timestamp`` in Unix ms and an int ``duration_ms``.
+"""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from worker.core.messages import SegmentWork
+from worker.core.timing import AUDIO_RATE
+from worker.media.commands import m4a_args
+from worker.media.run import run_media
+from worker.sts.protocol import AudioIn, FragmentData, speaks_extensions
+
+# What the collect stage can read back (everything else falls back with that reason).
+DUB_FORMATS = {"wav": "wav", "m4a": "m4a", "pcm_s16le": "pcm", "pcm_f32le": "f32"}
+
+
+def pcm_to_m4a(pcm: bytes, ffmpeg_bin: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.pcm", Path(tmp) / "out.m4a"
+        src.write_bytes(pcm)
+        run_media(m4a_args(ffmpeg_bin, src, dst))
+        return dst.read_bytes()
+
+
+def fragment_for(work: SegmentWork, fid: str, pcm: bytes, caps: dict[str, Any], chunk_ms: int,
+                 ffmpeg_bin: str, clock: Callable[[], float]) -> FragmentData:
+    if speaks_extensions(caps):
+        audio = AudioIn(format="pcm_s16le", sample_rate_hz=AUDIO_RATE, channels=2, duration_ms=chunk_ms, data=pcm)
+    else:
+        audio = AudioIn(format="m4a", sample_rate_hz=AUDIO_RATE, channels=2, duration_ms=chunk_ms,
+                        data_base64=base64.b64encode(pcm_to_m4a(pcm, ffmpeg_bin)).decode())
+    return FragmentData(fragment_id=fid, stream_id=work.stream_id, sequence_number=work.sequence,
+                        timestamp=int(clock() * 1000), metadata={"pts_ns": int(work.start_s * 1e9)}, audio=audio)
