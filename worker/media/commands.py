@@ -65,11 +65,15 @@ def segmenter_args(
                     extra=("-progress", str(out_dir / PROGRESS), "-stats_period", "0.5"))
 
 
+# The demuxer for each dub format an STS service may return: always named, never guessed, so bytes that
+# are really an HLS playlist (or anything else) are not opened as one; and only local files are read.
+DUB_DEMUXERS = {"wav": "wav", "m4a": "mov", "adts": "aac", "pcm_s16le": "s16le", "pcm_f32le": "f32le"}
+
+
 def _dub_input(src: Path, fmt: str, rate: int, channels: int) -> Any:
     """Dubbed audio as the STS service returned it."""
-    if fmt in ("pcm_s16le", "pcm_f32le"):
-        return ffmpeg.input(str(src), f=fmt.removeprefix("pcm_"), ar=rate, ac=channels)
-    return ffmpeg.input(str(src))
+    raw = {"ar": rate, "ac": channels} if fmt.startswith("pcm_") else {}
+    return ffmpeg.input(str(src), f=DUB_DEMUXERS[fmt], protocol_whitelist="file", **raw)
 
 
 def fit_args(ffmpeg_bin: str, dub: Path | None, dub_fmt: str, dub_rate: int, dub_channels: int, orig: Path,
@@ -131,6 +135,7 @@ def video_span_args(ffprobe: str, segment: Path) -> list[str]:
             "-of", "csv=p=0", str(segment)]
 
 
-def duration_args(ffprobe: str, path: Path) -> list[str]:
-    """A media file's duration in seconds (ffprobe)."""
-    return [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)]
+def duration_args(ffprobe: str, path: Path, dub_format: str | None = None) -> list[str]:
+    """A media file's duration in seconds (ffprobe); a dub's with its demuxer named and local files only."""
+    named = ["-f", DUB_DEMUXERS[dub_format], "-protocol_whitelist", "file"] if dub_format else []
+    return [ffprobe, "-v", "error", *named, "-show_entries", "format=duration", "-of", "csv=p=0", str(path)]

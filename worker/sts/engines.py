@@ -178,10 +178,11 @@ def translate(text: str, source: str, target: str) -> str:
 def speak(text: str, language: str, voice_profile: str) -> bytes:
     profile = languages.VOICE_PROFILES[voice_profile]
     voice = languages.ESPEAK_VOICE[language] + profile.variant
-    # -w writes a WAV with true sizes (--stdout leaves them at the maximum, as for a stream).
+    # -w writes a WAV with true sizes (--stdout leaves them at the maximum, as for a stream). The text (the
+    # speaker's words) goes on stdin, never where an option is parsed: "-f /proc/self/environ" is spoken.
     with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-        out = subprocess.run(["espeak-ng", "-v", voice, "-s", str(profile.speed_wpm), "-w", f.name, text],
-                             capture_output=True, timeout=60)
+        out = subprocess.run(["espeak-ng", "-v", voice, "-s", str(profile.speed_wpm), "-w", f.name, "--stdin"],
+                             input=text.encode(), capture_output=True, timeout=60)
         data = f.read()
     if out.returncode != 0 or not data:
         raise AudioError("TTS_FAILED", f"espeak-ng failed: {out.stderr.decode()[-200:]}")
