@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import make_video, redis_server, s3_server
+
+
+@pytest.fixture(autouse=True)
+def no_reconciler_left_running() -> Iterator[None]:
+    """An API made in a test must not leave its reconciler loop running: it would fail other tests'
+    streams in the shared Redis (make the app with ``reconcile_interval_s=0``)."""
+    yield
+    left = [t for t in threading.enumerate() if t.name == "livedub-reconciler" and t.is_alive()]
+    assert not left, "a test left the API's reconciler loop running"
 
 
 @pytest.fixture(scope="session")

@@ -60,7 +60,8 @@ def test_published_ports_do_not_clash():
 
 
 def test_mediamtx_hooks_target_real_routes_with_the_secret():
-    app = create_app({"SETTINGS": load_settings(hook_secret="x", redis_url="redis://127.0.0.1:1/0")})
+    app = create_app({"SETTINGS": load_settings(hook_secret="x", redis_url="redis://127.0.0.1:1/0",
+                                                reconcile_interval_s=0)})
     rules = {r.rule for r in app.url_map.iter_rules()}
     script = (ROOT / "compose" / "mediamtx-hook.sh").read_text()
     assert "X-Livedub-Secret" in script

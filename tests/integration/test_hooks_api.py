@@ -23,7 +23,7 @@ def r(redis_url):
 
 @pytest.fixture
 def client(redis_url, r):
-    settings = load_settings(redis_url=redis_url, hook_secret=SECRET, reader_wait_s=0)
+    settings = load_settings(redis_url=redis_url, hook_secret=SECRET, reader_wait_s=0, reconcile_interval_s=0)
     return create_app({"SETTINGS": settings, "TESTING": True}).test_client()
 
 
@@ -126,7 +126,7 @@ def test_output_publish_only_from_loopback(client, r):
 
 
 def test_publish_waits_for_the_reader_then_answers(redis_url, r):
-    settings = load_settings(redis_url=redis_url, hook_secret=SECRET, reader_wait_s=5)
+    settings = load_settings(redis_url=redis_url, hook_secret=SECRET, reader_wait_s=5, reconcile_interval_s=0)
     app = create_app({"SETTINGS": settings, "TESTING": True})
     c1, c2 = app.test_client(), app.test_client()
 
@@ -145,7 +145,7 @@ def test_publish_waits_for_the_reader_then_answers(redis_url, r):
 
 
 def test_publish_wait_is_bounded(redis_url, r):
-    settings = load_settings(redis_url=redis_url, hook_secret=SECRET, reader_wait_s=0.5)
+    settings = load_settings(redis_url=redis_url, hook_secret=SECRET, reader_wait_s=0.5, reconcile_interval_s=0)
     c = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
     start = time.monotonic()
     assert nginx(c, "publish").status_code == 202
@@ -173,14 +173,14 @@ def test_health_and_metrics(client):
 
 
 def test_health_reports_redis_down():
-    settings = load_settings(redis_url="redis://127.0.0.1:1/0", hook_secret=SECRET)
+    settings = load_settings(redis_url="redis://127.0.0.1:1/0", hook_secret=SECRET, reconcile_interval_s=0)
     c = create_app({"SETTINGS": settings}).test_client()
     resp = c.get("/health")
     assert resp.status_code == 503 and resp.get_json()["status"] == "unavailable"
 
 
 def test_registry_down_gives_503_not_500(redis_url):
-    settings = load_settings(redis_url="redis://127.0.0.1:1/0", hook_secret=SECRET)
+    settings = load_settings(redis_url="redis://127.0.0.1:1/0", hook_secret=SECRET, reconcile_interval_s=0)
     c = create_app({"SETTINGS": settings}).test_client()
     resp = ready(c)
     assert resp.status_code == 503

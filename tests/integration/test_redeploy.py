@@ -53,7 +53,8 @@ def test_sigterm_to_the_reading_then_the_publishing_worker_loses_nothing_but_the
         out, err = dub.communicate(timeout=150)
         rec = stack.wait_state("redep", {"ended", "failed"}, 60)
     assert rec["state"] == "ended", rec["reason"]
-    assert rec["handovers"] == 1 and rec["publisher_handovers"] == 1
+    # a successor taken by the worker on its way out is passed on again: one hop more, no output lost
+    assert rec["handovers"] == 1 and rec["publisher_handovers"] >= 1
     assert [s for s in rec["segments"] if s["status"] not in ("processed", "fallback")] == []
     report = json.loads(out)
     assert report["segments"]["failed"] == 0 and not report["output"]["problems"], report

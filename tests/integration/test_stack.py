@@ -152,3 +152,16 @@ def test_ingest_worker_killed_before_the_first_segment_fails_the_stream(stack, v
     rec = stack.wait_state("kill2", {"ended", "failed"}, 40)
     assert rec["state"] == "ended", rec["reason"]
     assert [s["status"] for s in rec["segments"]] == ["processed", "processed"], rec["segments"]
+
+
+def test_secrets_are_the_owners_only_and_the_sts_service_does_not_get_the_pipelines(stack):
+    run_dir = stack.run_dir
+    assert run_dir.stat().st_mode & 0o777 == 0o700
+    for name in ("hook_secret", "sts_token", "nginx.conf", "state.json"):
+        assert (run_dir / name).stat().st_mode & 0o777 == 0o600, name
+    port = stack.state["sts_url"].rsplit(":", 1)[1]
+    cmd = {p: " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])}
+    sts = next(p for p, c in cmd.items() if "worker.cli sts" in c and f"--port {port}" in c)
+    env = sts.environ()
+    assert "LIVEDUB_HOOK_SECRET" not in env and "LIVEDUB_REDIS_URL" not in env
+    assert env["LIVEDUB_STS_TOKEN"] == stack.sts_token()  # what it needs, it has

@@ -74,7 +74,8 @@ def test_fitting_stretches_only_when_asked_and_ducks_the_original_under_the_dub(
     assert "atempo" not in graph and "amix" not in graph and "volume" not in graph
     raw = fit_args("ffmpeg", Path("d.pcm"), "pcm_s16le", 22050, 1, Path("o.pcm"), 10, 1.0, "duck", 12,
                    Path("f.pcm"))
-    assert raw[raw.index("d.pcm") - 7:raw.index("d.pcm")] == ["-f", "s16le", "-ac", "1", "-ar", "22050", "-i"]
+    assert raw[raw.index("d.pcm") - 9:raw.index("d.pcm")] == ["-f", "s16le", "-ac", "1", "-ar", "22050",
+                                                              "-protocol_whitelist", "file", "-i"]
 
 
 def test_no_dub_leaves_the_original_untouched_but_exactly_the_slot_long():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -22,6 +23,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def write_private(path: Path, text: str) -> None:
+    """A file only its owner reads (0600), created anew: never through a link someone left in its place."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 def port_open(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
@@ -36,6 +45,7 @@ class Child:
     stop_signal: signal.Signals = signal.SIGTERM
     env: dict[str, str] = field(default_factory=dict)
     restarts: int = 0
+    without: tuple[str, ...] = ()  # variables of the stack's environment this child must not get
 
 
 class Children:
@@ -48,14 +58,16 @@ class Children:
         self.children: list[Child] = []
 
     def spawn(self, name: str, args: list[str], stop_signal: signal.Signals = signal.SIGTERM,
-               env: dict[str, str] | None = None) -> Child:
-        child = Child(name, args, self._popen(name, args, env), stop_signal, env=env or {})
+               env: dict[str, str] | None = None, without: tuple[str, ...] = ()) -> Child:
+        child = Child(name, args, self._popen(name, args, env, without), stop_signal, env=env or {}, without=without)
         self.children.append(child)
         return child
 
-    def _popen(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def _popen(self, name: str, args: list[str], env: dict[str, str] | None = None,
+               without: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
         logf = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - child owns it
-        proc = self.runner.start(args, env={**self.env(), **(env or {})}, stdout=logf, stderr=subprocess.STDOUT)
+        full = {k: v for k, v in {**self.env(), **(env or {})}.items() if k not in without}
+        proc = self.runner.start(args, env=full, stdout=logf, stderr=subprocess.STDOUT)
         logf.close()
         log.info("started %s (pid %d)", name, proc.pid)
         return proc
@@ -71,7 +83,7 @@ class Children:
                 raise RuntimeError(f"{child.name} died {child.restarts + 1} times; giving up")
             log.warning("%s exited (%s); restarting", child.name, child.proc.returncode)
             stop_process(child.proc, signal.SIGKILL, grace_s=1)  # reap anything left in its group
-            child.proc = self._popen(child.name, child.args, child.env)
+            child.proc = self._popen(child.name, child.args, child.env, child.without)
             child.restarts += 1
             restarted.append(child.name)
         return restarted

@@ -27,7 +27,7 @@ import requests
 
 from worker.core.queues import ALL_QUEUES, INGEST, PUBLISH
 from worker.devstack import nginx_conf
-from worker.devstack.children import Children, free_port, port_open
+from worker.devstack.children import Children, free_port, port_open, write_private
 from worker.devstack.roles import DEFAULT_ROLES
 from worker.devstack.s3server import S3Server, ensure_bucket
 from worker.media.procs import ProcessRunner, wait_until
@@ -40,6 +40,10 @@ DEFAULT_POOL = ("prefork", 2)
 # trim threshold to twice that: from then on every thread's arena keeps megabytes of freed memory, and
 # the thread-pool workers' RSS grows for minutes. A fixed threshold (its default) turns that off.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+# The STS service and the store server need none of the pipeline's secrets: they never get them.
+PRIVATE_TO_PIPELINE = ("LIVEDUB_HOOK_SECRET", "LIVEDUB_REDIS_URL", "LIVEDUB_STORE_URL")
+
+
 @dataclass
 class StackConfig:
     run_dir: Path
@@ -171,11 +175,11 @@ class LocalStack:
         cfg = self.cfg
         cfg.resolve_ports()
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.run_dir.chmod(0o700)  # secrets, the store and the logs: the owner's only
         (cfg.run_dir / "logs").mkdir(exist_ok=True)
         for name, value in (("hook_secret", self.secret), ("sts_token", self.sts_token)):
             if value:
-                (cfg.run_dir / name).write_text(value)
-                (cfg.run_dir / name).chmod(0o600)
+                write_private(cfg.run_dir / name, value)
         try:
             if self.runs("redis") and cfg.redis_url is None:
                 self._start_redis()
@@ -208,7 +212,7 @@ class LocalStack:
         self.procs.wait(child, lambda: redis.Redis.from_url(self.redis_url, socket_timeout=1).ping())
 
     def _start_store(self) -> None:
-        child = self.procs.spawn("store", self.s3.args())
+        child = self.procs.spawn("store", self.s3.args(), without=PRIVATE_TO_PIPELINE + ("LIVEDUB_STS_TOKEN",))
         url = self.store_url
         assert url is not None
 
@@ -224,7 +228,7 @@ class LocalStack:
         child = self.procs.spawn("sts", [
             sys.executable, "-m", "worker.cli", "sts", "--engine", self.cfg.engine, "--host", self.cfg.host,
             "--port", str(self.cfg.sts_port),
-        ])
+        ], without=PRIVATE_TO_PIPELINE)
         self.procs.wait(child, lambda: requests.get(f"{self.sts_url}/health", timeout=1).status_code == 200, 60)
 
     def _start_api(self) -> None:
@@ -244,7 +248,7 @@ class LocalStack:
             bind=self.cfg.host,
         )
         path = run_dir / "nginx.conf"
-        path.write_text(nginx_conf.render(conf))
+        write_private(path, nginx_conf.render(conf))  # it carries the hook secret
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         child = self.procs.spawn("nginx", [binary, "-p", str(run_dir.resolve()), "-c", str(path.resolve())],
                             stop_signal=signal.SIGQUIT)
@@ -290,9 +294,7 @@ class LocalStack:
     def write_state(self, path: Path) -> None:
         """The state file holds credentials: readable by its owner only."""
         tmp = path.with_suffix(".tmp")
-        tmp.touch(mode=0o600)
-        tmp.chmod(0o600)
-        tmp.write_text(json.dumps(self.state(), indent=2))
+        write_private(tmp, json.dumps(self.state(), indent=2))
         tmp.replace(path)
 
     def restart_dead(self, max_restarts: int = 5) -> list[str]:
