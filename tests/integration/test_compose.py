@@ -276,3 +276,9 @@ def test_the_sts_image_carries_the_cublas_that_ctranslate2_loads():
     assert "--require-hashes -r requirements/gpu.txt" in sts_stage
     assert "site-packages/nvidia/cublas/lib" in re.search(r"LD_LIBRARY_PATH=(\S+)", sts_stage).group(1)
     assert services()["sts"]["build"]["target"] == "sts" and services()["sts"]["image"] == "livedub-sts:latest"
+
+
+def test_no_second_publisher_can_displace_a_live_one_on_mediamtx():
+    for pattern, conf in MEDIAMTX["paths"].items():
+        if pattern.startswith("~^live/"):
+            assert conf.get("overridePublisher") is False, pattern  # MediaMTX's default is to replace it

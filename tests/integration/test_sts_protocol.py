@@ -94,6 +94,18 @@ def test_backpressure_over_max_inflight_then_refusal(client):
         assert client.wait_processed(f"bp-f{i}", 10).status == "success"
 
 
+def test_a_web_page_from_another_origin_cannot_open_a_socket(url):
+    import socketio
+
+    page = socketio.Client(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        page.connect(url, auth={"token": TOKEN}, headers={"Origin": "http://evil.example"},
+                     transports=["websocket"], wait_timeout=3)
+    worker = socketio.Client(reconnection=False)  # a worker sends no Origin: it connects
+    worker.connect(url, auth={"token": TOKEN}, transports=["websocket"], wait_timeout=3)
+    worker.disconnect()
+
+
 @pytest.mark.parametrize("token", [None, "wrong"])
 def test_auth_refusal(url, token):
     with pytest.raises(StsError) as exc:

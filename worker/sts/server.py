@@ -65,7 +65,9 @@ class StsServer:
         self.registry = CollectorRegistry()
         self.registry.register(StsCollector(self))
         # base64 grows audio by 4/3; leave room so audio just over the limit gets a clean error.
-        self.sio = socketio.AsyncServer(async_mode="aiohttp", namespaces=[namespace], cors_allowed_origins=[],
+        # cors_allowed_origins left at its default (same origin only): a web page elsewhere cannot open a
+        # socket to the service ([] would turn the Origin check off). Workers send no Origin and connect.
+        self.sio = socketio.AsyncServer(async_mode="aiohttp", namespaces=[namespace],
                                         max_http_buffer_size=max_audio_bytes * 2 + 65536)
         handlers = {"connect": self.on_connect, "disconnect": self.on_disconnect, "stream:init": self.on_init,
                     "fragment:data": self.on_fragment, "fragment:ack": self.on_client_ack,
