@@ -110,3 +110,23 @@ def test_the_seed_servers_error_shapes_fail_fast_and_null_fields_are_read(tmp_pa
             pool.round_trip(work(2, time.time() + 20), pcm)
         assert exc.value.code == "MODEL_ERROR" and time.monotonic() - started < 3
         pool.drop("seederr")
+
+
+def test_a_dub_in_a_format_livedub_cannot_read_falls_back_with_the_reason(tmp_path, redis_url):
+    from tests.support import fresh_pipeline
+    from worker.core.segments import DubOutcome, ReasonCode, Segment
+    from worker.pipeline.sts_dispatch import dub_segment
+
+    reg, store, settings, clock, job = fresh_pipeline(redis_url, tmp_path)
+    reg.add_segment("s", Segment(sequence=0, start_s=0, end_s=1, file=f"s/{job}/seg.ts"), 1)
+    orig = store.work_dir("s", job) / "orig_00000.pcm"
+    orig.write_bytes(bytes(48000 * 4))
+    w = work(0, time.time() + 20).model_copy(update={"stream_id": "s", "job_id": job,
+                                                     "orig_key": store.put(orig)})
+    with seed_like_server("--relabel", "opus") as url:
+        pool = StsPool(load_settings(sts_url=url, hook_insecure=True))
+        out = dub_segment(w, store, reg, pool)
+        pool.drop("s")
+    assert out.fallback is not None and out.fallback.code is ReasonCode.STS_FAILED
+    assert "'opus', which livedub does not read" in out.fallback.text
+    assert reg.segment("s", 0).dub is DubOutcome.FALLBACK

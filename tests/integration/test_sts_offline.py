@@ -1,5 +1,6 @@
 """The offline engine on real speech: espeak-ng English -> Whisper tiny.en -> Apertium -> espeak-ng."""
 
+import base64
 import io
 import subprocess
 import sys
@@ -37,6 +38,17 @@ def test_offline_engine_dubs_real_speech(tmp_path):
             c.send_fragment(FragmentData(fragment_id="o0", stream_id="off", sequence_number=0, audio=AudioIn(
                 format="wav", sample_rate_hz=22050, channels=1, duration_ms=wav_duration_ms(raw), data=raw)))
             res = c.wait_processed("o0", 60)
+            # the same speech as a seed (v1.0) worker sends it: raw ADTS AAC labelled m4a, in base64
+            aac = tmp_path / "speech.aac"
+            subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(wav), "-ar", "48000",
+                            "-c:a", "aac", "-f", "adts", str(aac)], check=True, timeout=30)
+            c.send_fragment(FragmentData(fragment_id="o1", stream_id="off", sequence_number=1, audio=AudioIn(
+                format="m4a", sample_rate_hz=48000, channels=1, duration_ms=round(wav_duration_ms(raw)),
+                data_base64=base64.b64encode(aac.read_bytes()).decode())))
+            v1 = c.wait_processed("o1", 60)
+    assert v1.status == "success" and wer(SPOKEN, v1.transcript) <= 0.2, (v1.error, v1.transcript)
+    assert v1.dubbed_audio.format == "m4a" and v1.dubbed_audio.raw()[4:8] == b"ftyp"  # answered in MP4
+    assert v1.dubbed_audio.data_base64  # and as base64, as it came
     assert res.status == "success", res.error
     assert wer(SPOKEN, res.transcript) <= 0.2, res.transcript
     words = set(res.translated_text.lower().replace(".", " ").replace(",", " ").split())

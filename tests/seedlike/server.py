@@ -4,6 +4,7 @@ or formats; dubbed audio echoed in the format it came in; null fields in failed 
 backpressure with a null delay; optionally errors with no fragment_id, as the seed's full server sends.
 
     python -m tests.seedlike.server --port N [--fail SEQ] [--error-without-id SEQ] [--backpressure]
+        [--relabel FORMAT]
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from tests.seedlike.models import Fragment, Init
 
 
 class SeedLikeServer:
-    def __init__(self, fail: set[int], error_without_id: set[int], backpressure: bool) -> None:
-        self.fail, self.error_without_id, self.bp = fail, error_without_id, backpressure
+    def __init__(self, fail: set[int], error_without_id: set[int], backpressure: bool,
+                 relabel: str | None = None) -> None:
+        self.fail, self.error_without_id, self.bp, self.relabel = fail, error_without_id, backpressure, relabel
         self.sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins=[])
         self.streams: dict[str, dict[str, Any]] = {}
         self.received: list[dict[str, Any]] = []
@@ -81,7 +83,8 @@ class SeedLikeServer:
                    "stage_timings": None, "metadata": None,
                    "error": {"code": "MODEL_ERROR", "message": "tts failed", "stage": None, "retryable": False}}
         else:
-            out = {**base, "status": "success", "dubbed_audio": frag.audio.model_dump(), "transcript": "echo",
+            dub = frag.audio.model_dump() | ({"format": self.relabel} if self.relabel else {})
+            out = {**base, "status": "success", "dubbed_audio": dub, "transcript": "echo",
                    "translated_text": "echo", "stage_timings": {"asr_ms": 10, "translation_ms": 10, "tts_ms": 10},
                    "error": None, "metadata": None}
         await self.sio.emit("fragment:processed", out, to=sid)
@@ -113,8 +116,9 @@ def main() -> None:
     ap.add_argument("--fail", type=int, action="append", default=[])
     ap.add_argument("--error-without-id", type=int, action="append", default=[])
     ap.add_argument("--backpressure", action="store_true")
+    ap.add_argument("--relabel", help="label every dub with this format (one livedub may not read)")
     args = ap.parse_args()
-    server = SeedLikeServer(set(args.fail), set(args.error_without_id), args.backpressure)
+    server = SeedLikeServer(set(args.fail), set(args.error_without_id), args.backpressure, args.relabel)
     web.run_app(app(server), host=args.host, port=args.port, print=None)
 
 
