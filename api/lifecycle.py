@@ -37,7 +37,12 @@ def start_stream(
     """
     reg = registry()
     reg.reconcile(settings().start_timeout_s, only=stream_id)  # a dead job must not keep the stream
-    started = reg.start(stream_id, source)
+    limit = settings().max_live_streams
+    started = reg.start(stream_id, source, limit)
+    if started.outcome is StartOutcome.AT_LIMIT:
+        reg.metrics.count("livedub_publishes_refused_total", reason="stream_limit")
+        log.warning("publish refused: %d streams active, the limit (LIVEDUB_MAX_LIVE_STREAMS)", started.resume)
+        abort(429, description=f"livedub is dubbing its limit of {limit} streams at once; try again later")
     job_id = started.job_id
     if started.created:
         chosen = (options or StreamOptions()).model_dump(exclude_none=True)

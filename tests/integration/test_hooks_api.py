@@ -184,3 +184,14 @@ def test_registry_down_gives_503_not_500(redis_url):
     c = create_app({"SETTINGS": settings}).test_client()
     resp = ready(c)
     assert resp.status_code == 503
+
+
+def test_a_publish_over_the_stream_limit_is_refused_with_the_reason(redis_url, r):
+    settings = load_settings(redis_url=redis_url, hook_secret=SECRET, reader_wait_s=0, reconcile_interval_s=0,
+                             max_live_streams=1)
+    client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    assert nginx(client, "publish", name="one/in").status_code == 202
+    refused = nginx(client, "publish", name="two/in")
+    assert refused.status_code == 429 and "limit of 1 streams" in refused.get_json()["reason"]
+    assert ready(client, path="live/three/in").status_code == 429  # MediaMTX's hook: the same limit
+    assert queued_jobs(r) == 1 and client.get("/v1/streams/two").status_code == 404

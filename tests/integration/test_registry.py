@@ -221,3 +221,17 @@ def test_reading_a_stream_never_reconciles_it(reg):
     reg.test_clock.t = 5000.0  # long past the start timeout
     assert reg.get("s").state is StreamState.STARTING and reg.list()[0].state is StreamState.STARTING
     assert reg.reconcile(30, only="s") == ["s"]
+
+
+def test_a_new_stream_over_the_limit_is_refused_and_active_ones_are_not(reg):
+    a, b = reg.start("a", "test"), reg.start("b", "test", max_active=2)
+    assert a.created and b.created
+    over = reg.start("c", "test", max_active=2)
+    assert over.outcome is StartOutcome.AT_LIMIT and over.resume == 2 and reg.get("c") is None
+    assert reg.start("a", "test", max_active=2).outcome is StartOutcome.EXISTING  # a live one goes on
+    reg.mark_draining("b", b.job_id, "publish done")
+    assert reg.start("c", "test", max_active=2).outcome is StartOutcome.AT_LIMIT  # draining still counts
+    assert reg.start("b", "test", max_active=2).outcome is StartOutcome.RESUMED  # and may come back
+    reg.finish("a", a.job_id, StreamState.ENDED, "input ended")
+    assert reg.start("c", "test", max_active=2).created  # a slot came free
+    assert reg.start("d", "test", max_active=0).created  # 0: no limit

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     # ffmpeg read timeout: a publisher that stops sending without closing.
     read_timeout_s: float = Field(10.0, gt=0)
     max_hook_body_bytes: int = 16 * 1024
+    # Streams dubbed at once (starting, live or draining); a publish over it is refused. 0: no limit.
+    max_live_streams: int = Field(16, ge=0)
     record_ttl_s: int = 24 * 3600
 
     # Pipeline. The output runs segment_seconds + latency_budget_s behind the input.

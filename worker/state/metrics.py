@@ -29,6 +29,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "livedub_publisher_stalls_total": ("Times the publisher had no piece at all at a deadline.", ()),
     "livedub_sts_backpressure_total": ("Backpressure events received from the STS service.", ("action",)),
     "livedub_sts_circuit_open_total": ("Segments not sent because the STS circuit breaker was open.", ()),
+    "livedub_publishes_refused_total": ("Publishes refused before any job started, by reason.", ("reason",)),
     "livedub_ingest_handovers_total": ("Ingest runs handed over by a worker shutting down (a redeploy).", ()),
     "livedub_publisher_handovers_total": ("Publishers handed over at a piece boundary by a worker shutting down.",
                                           ()),

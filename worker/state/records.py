@@ -17,6 +17,7 @@ class StartOutcome(enum.StrEnum):
     EXISTING = "existing"  # starting or live: the same job goes on
     CREATED = "created"  # a new generation
     RESUMED = "resumed"  # the input came back while the output still drained
+    AT_LIMIT = "at_limit"  # refused: as many streams as the limit are active already
 
 
 class Lease(enum.StrEnum):
@@ -27,7 +28,7 @@ class Lease(enum.StrEnum):
 class StartResult(NamedTuple):
     job_id: str
     outcome: StartOutcome
-    resume: int  # how many times a re-publish resumed this job (for "resumed")
+    resume: int  # how many times a re-publish resumed this job (for "resumed"); the active count (at_limit)
 
     @property
     def created(self) -> bool:

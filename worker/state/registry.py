@@ -50,18 +50,20 @@ class StreamRegistry:
         return f"{PREFIX}:stream:{stream_id}" + (f":{suffix}" if suffix else "")
 
     index_key = f"{PREFIX}:streams"
+    record_prefix = f"{PREFIX}:stream:"
 
     # lifecycle ------------------------------------------------------------
-    def start(self, stream_id: str, source: str) -> StartResult:
+    def start(self, stream_id: str, source: str, max_active: int = 0) -> StartResult:
         """Register a start. A live or starting stream keeps its job (``existing``); a stream whose input
         dropped and whose output is still draining is resumed by the same job (``resumed``, numbered
-        by ``resume``); otherwise a new generation starts (``created``)."""
+        by ``resume``); otherwise a new generation starts (``created``), unless ``max_active`` (> 0)
+        streams are active already (``at_limit``): one Lua call, so a burst cannot pass the limit."""
         job_id = uuid.uuid4().hex
         code, jid, n = self._start(
             keys=[self.key(stream_id), self.key(stream_id, "segments"), self.index_key],
-            args=[stream_id, job_id, source, repr(self.clock())],
+            args=[stream_id, job_id, source, repr(self.clock()), max_active, self.record_prefix],
         )
-        outcomes = (StartOutcome.EXISTING, StartOutcome.CREATED, StartOutcome.RESUMED)
+        outcomes = (StartOutcome.EXISTING, StartOutcome.CREATED, StartOutcome.RESUMED, StartOutcome.AT_LIMIT)
         return StartResult(_s(jid), outcomes[int(code)], int(n))
 
     def end_input(self, stream_id: str, job_id: str, epoch: int, segments_final: int | None,

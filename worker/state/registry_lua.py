@@ -15,6 +15,18 @@ if state == 'draining' and redis.call('HGET', KEYS[1], 'stop_requested') ~= '1'
   local n = redis.call('HINCRBY', KEYS[1], 'resumes', 1)
   return {2, redis.call('HGET', KEYS[1], 'job_id'), n}
 end
+-- A new stream: refused when ARGV[5] (> 0) streams are already active (ARGV[6]: the records' key prefix).
+local cap = tonumber(ARGV[5])
+if cap > 0 then
+  local active = 0
+  for _, sid in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+    if sid ~= ARGV[1] then
+      local st = redis.call('HGET', ARGV[6] .. sid, 'state')
+      if st == 'starting' or st == 'live' or st == 'draining' then active = active + 1 end
+    end
+  end
+  if active >= cap then return {3, '', active} end
+end
 local gen = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0') + 1
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1], 'stream_id', ARGV[1], 'state', 'starting', 'job_id', ARGV[2],
