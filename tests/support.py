@@ -69,32 +69,40 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis_server() -> Iterator[str]:
-    """A Redis URL: testcontainers where a Docker engine exists, else a local redis-server."""
+def started_container(module: str, cls: str, *args: Any) -> Iterator[Any]:
+    """A testcontainers container (``testcontainers.community.<module>`` or ``testcontainers.<module>``),
+    started and stopped afterwards; None where there is no Docker engine (or no testcontainers)."""
+    import importlib
+
     try:
         from docker.errors import DockerException
 
         try:
-            from testcontainers.community.redis import RedisContainer
+            factory = getattr(importlib.import_module(f"testcontainers.community.{module}"), cls)
         except ImportError:
-            from testcontainers.redis import RedisContainer
+            factory = getattr(importlib.import_module(f"testcontainers.{module}"), cls)
     except ImportError:  # pragma: no cover - testcontainers is a dev dependency
-        DockerException = RuntimeError  # type: ignore[misc,assignment]  # noqa: N806
-        RedisContainer = None  # type: ignore[assignment,misc]  # noqa: N806
-    container = None
-    try:
-        if RedisContainer is not None:
-            container = RedisContainer("redis:7-alpine")
-            container.start()
-    except DockerException:
-        container = None  # no Docker engine here: fall back to the local binary
-    if container is not None:
-        try:
-            host = container.get_container_host_ip()
-            yield f"redis://{host}:{container.get_exposed_port(6379)}/0"
-        finally:
-            container.stop()
+        yield None
         return
+    try:
+        container = factory(*args)
+        container.start()
+    except DockerException:
+        yield None  # no Docker engine here: the caller falls back to a local server
+        return
+    try:
+        yield container
+    finally:
+        container.stop()
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A Redis URL: testcontainers where a Docker engine exists, else a local redis-server."""
+    with started_container("redis", "RedisContainer", "redis:7-alpine") as container:
+        if container is not None:
+            yield f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
+            return
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("no Docker engine and no redis-server: apt-get install redis-server")
@@ -119,32 +127,13 @@ def s3_server() -> Iterator[str]:
     testcontainers where a Docker engine exists, else moto's S3 server on a free local port."""
     from worker.devstack.s3server import BUCKET, S3Server, ensure_bucket
 
-    try:
-        from docker.errors import DockerException
-
-        try:
-            from testcontainers.community.minio import MinioContainer
-        except ImportError:
-            from testcontainers.minio import MinioContainer
-    except ImportError:  # pragma: no cover - testcontainers is a dev dependency
-        DockerException = RuntimeError  # type: ignore[misc,assignment]  # noqa: N806
-        MinioContainer = None  # type: ignore[assignment,misc]  # noqa: N806
-    container = None
-    try:
-        if MinioContainer is not None:
-            container = MinioContainer(MINIO_IMAGE)
-            container.start()
-    except DockerException:
-        container = None  # no Docker engine here: fall back to moto's server
-    if container is not None:
-        try:
+    with started_container("minio", "MinioContainer", MINIO_IMAGE) as container:
+        if container is not None:
             cfg = container.get_config()
             url = f"s3+http://{cfg['access_key']}:{cfg['secret_key']}@{cfg['endpoint']}/{BUCKET}/test"
             wait_until(lambda: ensure_bucket(url), 30, what="MinIO")
             yield url
-        finally:
-            container.stop()
-        return
+            return
     server = S3Server.new("127.0.0.1", free_port())
     proc = subprocess.Popen(server.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = server.url("test")

@@ -144,12 +144,8 @@ class ObjectSegmentStore:
         return removed
 
     def read_marker(self, name: str) -> str:
-        resp = self.client.get_object(self.loc.bucket, name)
-        try:
-            return cast(bytes, resp.read()).decode()
-        finally:
-            resp.close()
-            resp.release_conn()
+        with _Body(self.client.get_object(self.loc.bucket, name)) as body:
+            return body.read().decode()
 
 
 def minio_client(loc: ObjectLocation, access_key: str | None, secret_key: str | None) -> Minio:
