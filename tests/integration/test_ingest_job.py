@@ -68,7 +68,7 @@ def make_job(env, reader, **kw):
     reg, store, settings, clock, job = env
     prepared: list[tuple[Path, int]] = []
 
-    def make_preparer(out_dir, reader_alive):
+    def make_preparer(out_dir, reader_alive, offset_s=None):
         return lambda seg: prepared.append((out_dir, seg.sequence))
 
     sj = StreamJob("s", job, registry=reg, store=store, settings=settings, runner=reader,

@@ -1,7 +1,8 @@
 """A redeploy with two workers per long-running pool: SIGTERM (what `docker compose up -d` and a rollout
 send) to the worker reading a stream, and later to the one publishing it. The other worker of each pool
-goes on: the stream ends `ended`, no segment fails, the output is one stream in sync. The publisher
-hands over at a piece boundary (at most 2 s of output lost); the reader's gap is recorded."""
+goes on: the stream ends `ended`, no segment fails, the output is one stream in sync. The reader is
+taken over make-before-break (no gap, no duplicate); the publisher hands over at a piece boundary (at
+most 2 s of output lost)."""
 
 import json
 import signal
@@ -40,7 +41,8 @@ def test_sigterm_to_the_reading_then_the_publishing_worker_loses_nothing_but_the
         dub = subprocess.Popen([sys.executable, "-m", "worker.cli", "dub", str(video), "-o", str(tmp_path / "o.mp4"),
                                 "--state-file", str(stack.run_dir / "state.json"), "--stream-id", "redep"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        wait_until(lambda: stack.stream("redep")["segment_count"] >= 1, 30, 0.2, "first segment")
+        # late enough that the new reader's clock runs a whole segment behind the old one's
+        wait_until(lambda: stack.stream("redep")["segment_count"] >= 2, 40, 0.2, "two segments")
         reader = wait_until(lambda: worker_running(stack, "/redep/in"), 10, 0.2, "the reading worker")
         reader.send_signal(signal.SIGTERM)
         assert wait_gone([reader], 25) == []
@@ -59,9 +61,15 @@ def test_sigterm_to_the_reading_then_the_publishing_worker_loses_nothing_but_the
     report = json.loads(out)
     assert report["segments"]["failed"] == 0 and not report["output"]["problems"], report
     assert abs(report["output"]["av_offset_start_ms"]) <= 25 and abs(report["output"]["av_offset_end_ms"]) <= 25
+    # make before break: the new reader went on from a cut both readers made, so the timeline has no
+    # hole and nothing twice (every segment starts where the one before it ended)
+    segs = sorted(rec["segments"], key=lambda s: s["sequence"])
+    assert [s["sequence"] for s in segs] == list(range(len(segs)))
+    seams = [(a["end_s"], b["start_s"]) for a, b in zip(segs, segs[1:], strict=False)]
+    assert all(abs(end - start) < 0.002 for end, start in seams), seams
     reader_gap = rec["last_gap_s"]
     publisher_loss = 30.0 - reader_gap - report["output"]["duration_s"]
-    print(f"reader gap {reader_gap:.2f}s ({round(reader_gap * 25)} frames), "
+    print(f"reader gap {reader_gap:.3f}s ({round(reader_gap * 25)} frames), "
           f"output lost at the publisher's switch {publisher_loss:.2f}s")
-    assert 0 <= reader_gap < 6
+    assert abs(reader_gap) < 0.002, "the reader's handover lost or repeated media"
     assert publisher_loss <= 2.0, (reader_gap, report["output"])

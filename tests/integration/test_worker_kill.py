@@ -169,7 +169,8 @@ def test_killed_publish_worker(stack, video, tmp_path):
 def test_killed_ingest_worker_resumes_the_stream(stack, media_dir, tmp_path):
     video = make_video(media_dir / "count40k.flv", 40, speech=True)
     dub = start_dub(stack, video, tmp_path, "king")
-    wait_until(lambda: stack.stream("king")["segment_count"] >= 1, 30, 0.2, "first segment")
+    # the publisher (which watches the ingest job) starts once the first segment is placed
+    wait_until(lambda: stack.stream("king")["publisher_heartbeat_at"], 30, 0.2, "first segment and the publisher")
     worker = worker_proc(stack, "ingest")
     readers = [p for p in worker.children(recursive=True) if p.name() == "ffmpeg"]
     before = stack.stream("king")["segment_count"]

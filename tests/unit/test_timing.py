@@ -6,6 +6,7 @@ from worker.core.timing import (
     audio_boundary,
     first_placement,
     fit_plan,
+    matching_cut,
     output_delay_s,
     piece_deadline,
     plan_segment,
@@ -13,6 +14,7 @@ from worker.core.timing import (
     poll_delay,
     resumed_offset,
     slice_plan,
+    takeover_shift,
     to_us,
 )
 
@@ -107,8 +109,35 @@ def test_a_segment_is_placed_on_aac_frames_and_the_streams_timeline():
     assert (plan.start_s, plan.end_s) == (6.021, 12.021)
     assert plan.deadline_at == pytest.approx(1013.721)
     moved = plan_segment((6.021, 12.021), 30.0, origin_at=1000.0, delay_s=8.0, margin_s=0.3)
-    assert (moved.b0, moved.b1) == (288768, 576512)  # the reader's own clock
+    # AAC frames of the timeline (36.021 s: frame 1688, 42.021 s: frame 1970), as indices of the reader's
+    # own track, which starts 30 s (1 440 000 samples, not a whole frame) later
+    assert (moved.b0, moved.b1) == (1688 * 1024 - 1_440_000, 1970 * 1024 - 1_440_000)
     assert (moved.start_s, moved.end_s) == (36.021, 42.021) and moved.deadline_at == pytest.approx(1043.721)
+
+
+def test_two_readers_a_whole_number_of_segments_apart_meet_on_one_audio_sample():
+    # the old reader's segment ends at 19.19 s of its clock; the new one, 6 s behind, starts there at 13.19
+    old = plan_segment((13.19, 19.19), 0.0, origin_at=1000.0, delay_s=8.0, margin_s=0.3)
+    new = plan_segment((13.19, 19.19), 6.0, origin_at=1000.0, delay_s=8.0, margin_s=0.3)
+    assert new.start_s == pytest.approx(old.end_s, abs=1e-9)
+    assert new.b0 + 6 * 48000 == old.b1  # the same timeline sample: no gap, no overlap
+    assert old.b1 % 1024 == 0  # on the output's AAC frames
+
+
+def test_a_takeover_clock_runs_whole_segments_behind_and_joins_above_zero():
+    assert takeover_shift(15.2, 6.0) == 12.0  # joins at 3.2 s or later of its own clock
+    assert takeover_shift(13.5, 6.0) == 12.0
+    assert takeover_shift(12.9, 6.0) == 6.0  # 0.9 s would be too close to zero
+    assert takeover_shift(0.5, 6.0) == 0.0
+    assert takeover_shift(100.0, 4.5) == 99.0
+    with pytest.raises(ValueError):
+        takeover_shift(10.0, 0.0)
+
+
+def test_a_cut_matches_within_a_millisecond_and_a_half():
+    assert matching_cut(19.19, [13.19, 19.1905]) == 19.1905
+    assert matching_cut(19.19, [13.19, 19.23]) is None
+    assert matching_cut(19.19, []) is None
 
 
 def test_the_first_segment_sets_the_origin_and_a_long_first_segment_the_delay():

@@ -132,6 +132,16 @@ class StreamRecord(BaseModel):
     handovers: int = 0
     publisher_handovers: int = 0
     last_gap_s: float | None = None  # media lost between a run and the one that went on (handover, death)
+    # The running reader's clock: server timestamps less reader_base_s; the timeline is that plus
+    # reader_offset_s. A takeover (make before break) starts a second reader a whole number of segments
+    # behind, trades cut times (in the old reader's clock) and meets the old one at a common cut.
+    reader_base_s: float | None = None
+    reader_offset_s: float | None = None
+    takeover_from_s: float | None = None  # the old reader's clock when it asked to be taken over
+    takeover_by: str | None = None  # the run that took it on, or "abandoned"
+    takeover_cuts: str | None = None  # the new reader's cuts so far, comma-separated
+    takeover_seam_s: float | None = None  # where the old reader stopped (its clock)
+    takeover_seam_seq: int | None = None  # the sequence the new reader goes on with
     segments: list[Segment] = Field(default_factory=list)
 
     @classmethod

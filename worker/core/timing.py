@@ -108,9 +108,12 @@ class SegmentPlan:
 
 def plan_segment(local: tuple[float, float], offset_s: float, origin_at: float, delay_s: float,
                  margin_s: float) -> SegmentPlan:
-    """Place a segment whose video spans ``local`` in its reader's clock. Pure."""
-    b0, b1 = audio_boundary(to_us(local[0])), audio_boundary(to_us(local[1]))
+    """Place a segment whose video spans ``local`` in its reader's clock (``offset_s`` behind the stream's
+    timeline, a whole number of samples). The audio boundaries sit on AAC frames of the timeline, so
+    pieces cut by two readers meet without a gap or an overlap; b0/b1 index the reader's own track. Pure."""
     start, end = local[0] + offset_s, local[1] + offset_s
+    shift = round(offset_s * AUDIO_RATE)
+    b0, b1 = audio_boundary(to_us(start)) - shift, audio_boundary(to_us(end)) - shift
     return SegmentPlan(start, end, b0, b1, piece_deadline(origin_at, start, delay_s, margin_s))
 
 
@@ -121,11 +124,30 @@ def first_placement(now: float, local: tuple[float, float], segment_s: float, bu
     return now - local[1], output_delay_s(max(segment_s, local[1] - local[0]), budget_s)
 
 
+def whole_samples(t_s: float, rate: int = AUDIO_RATE) -> float:
+    """``t_s`` rounded to a whole number of audio samples. Pure."""
+    return round(t_s * rate) / rate
+
+
 def resumed_offset(now: float, origin_at: float, local: tuple[float, float], last_end_s: float) -> float:
     """Where a resumed reader's clock (restarted at 0) starts on the stream's timeline: media time follows
     the wall clock, so the output keeps its delay, with a gap for what was lost, never overlapping what
-    is already placed (``last_end_s``). Pure."""
-    return max(now - origin_at - local[1], last_end_s - local[0])
+    is already placed (``last_end_s``). Whole samples. Pure."""
+    return math.ceil(max(now - origin_at - local[1], last_end_s - local[0]) * AUDIO_RATE - 1e-6) / AUDIO_RATE
+
+
+def takeover_shift(old_now_s: float, segment_s: float, margin_s: float = 1.0) -> float:
+    """How far a taking-over reader's clock runs behind the running reader's: a whole number of segments
+    (so the segment muxers of both cut on one grid, at the same keyframes) and of samples, chosen so the
+    new clock is still a little above zero (``margin_s``) when it joins at ``old_now_s`` or later. Pure."""
+    if segment_s <= 0:
+        raise ValueError("segments must have a length")
+    return whole_samples(max(0, math.floor((old_now_s - margin_s) / segment_s)) * segment_s)
+
+
+def matching_cut(t_s: float, cuts: list[float], tol_s: float = 0.0015) -> float | None:
+    """The cut among ``cuts`` at ``t_s`` (keyframe times in ms, printed in µs; one tolerance), if any. Pure."""
+    return next((c for c in cuts if abs(c - t_s) <= tol_s), None)
 
 
 def planned_av_offsets_ms(local: tuple[float, float], b0: int, b1: int, rate: int = AUDIO_RATE) -> tuple[float, float]:

@@ -44,15 +44,21 @@ def audio_track_output(src: Any, out: Path) -> Any:
 
 def segmenter_args(
     input_url: str, out_dir: Path, segment_seconds: float, read_timeout_s: float, ffmpeg_bin: str = "ffmpeg",
-    audio_track: bool = False, start_number: int = 0,
+    audio_track: bool = False, start_number: int = 0, clock_base_s: float | None = None,
 ) -> list[str]:
     """Cut the live input at keyframes into MPEG-TS segments, keeping absolute timestamps (and, with
     ``audio_track``, write the continuous audio track next to them).
 
+    The reader's clock is the server's timestamps less a base: by default the input's start (ffmpeg
+    prints it at info level, tagged, so the job reads it from the log); with ``clock_base_s`` that base
+    exactly (-copyts, -itsoffset), so a second reader of the same input runs on a clock a whole number of
+    segments behind the first and cuts on the same grid (a make-before-break takeover).
+
     A line is appended to ``list.csv`` only after a segment's file is closed: the completion signal.
     Progress blocks every 0.5 s tell the job that media arrives before the first segment closes.
     """
-    src = ffmpeg.input(input_url, **rtmp_input_options(read_timeout_s))
+    clock = {} if clock_base_s is None else {"copyts": None, "itsoffset": f"{-clock_base_s:.6f}"}
+    src = ffmpeg.input(input_url, **clock, **rtmp_input_options(read_timeout_s))
     segments = ffmpeg.output(
         src["v?"], src["a?"], str(out_dir / SEGMENT_PATTERN),
         c="copy", f="segment", segment_time=f"{segment_seconds:g}", segment_format="mpegts", reset_timestamps=0,
@@ -61,8 +67,8 @@ def segmenter_args(
     )
     outputs = ffmpeg.merge_outputs(segments, audio_track_output(src, out_dir / AUDIO_TRACK)) if audio_track \
         else segments
-    return _compile(outputs, ffmpeg_bin, "warning", overwrite=False,
-                    extra=("-progress", str(out_dir / PROGRESS), "-stats_period", "0.5"))
+    return _compile(outputs, ffmpeg_bin, "repeat+level+info", overwrite=False,
+                    extra=("-nostats", "-progress", str(out_dir / PROGRESS), "-stats_period", "0.5"))
 
 
 # The demuxer for each dub format an STS service may return: always named, never guessed, so bytes that

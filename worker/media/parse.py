@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,26 @@ def progress_out_time_s(tail: str) -> float:
         if key == "out_time_us" and value.strip().lstrip("-").isdigit():
             return max(int(value) / 1e6, 0.0)
     return 0.0
+
+
+_START = re.compile(r"\bstart: (-?\d+(?:\.\d+)?)")
+_LEVEL = re.compile(r"\[(warning|error|fatal|panic)\] ?")
+
+
+def parse_input_start(log_text: str) -> float | None:
+    """The input's start time (seconds, in the server's timestamps) as ffmpeg's info log prints it: the
+    value a reader without -copyts subtracts from every timestamp. None until it is printed."""
+    m = _START.search(log_text)
+    return float(m.group(1)) if m else None
+
+
+def log_problems(log_text: str) -> str:
+    """The warning and error lines of an ffmpeg log written with ``-loglevel repeat+level+...``, tags
+    removed; a log without level tags is taken whole."""
+    lines = log_text.splitlines()
+    if not any("[info]" in line or _LEVEL.search(line) for line in lines):
+        return log_text
+    return "\n".join(_LEVEL.sub("", line, count=1) for line in lines if _LEVEL.search(line))
 
 
 @dataclass(frozen=True)

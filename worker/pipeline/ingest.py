@@ -21,16 +21,18 @@ from worker.core.naming import rtmp_url
 from worker.core.segments import TERMINAL, Reason, ReasonCode, Segment, SegmentStatus
 from worker.core.settings import Settings
 from worker.media.commands import AUDIO_TRACK, PROGRESS, SEGMENT_LIST, segmenter_args
-from worker.media.parse import parse_segment_list, progress_out_time_s
+from worker.media.parse import ListEntry, log_problems, parse_input_start, parse_segment_list, progress_out_time_s
 from worker.media.procs import ProcessRunner, stop_process
 from worker.media.run import NoVideo
 from worker.pipeline.ingest_outcome import JobOutcome, Stop, StopCause, job_outcome
 from worker.pipeline.supervisor import PUBLISHER, LeaseWatcher
+from worker.pipeline.takeover import ABANDONED, Handover, Successor, seam_wait_s
 from worker.state.registry import StreamRegistry
 from worker.state.store import SegmentStore
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2
+CUT_TOL_S = 0.0015  # cut times are keyframe times in ms, printed in µs
 
 __all__ = ["JobOutcome", "StreamJob"]
 
@@ -45,11 +47,12 @@ class StreamJob:
         store: SegmentStore,
         settings: Settings,
         runner: ProcessRunner | None = None,
-        make_preparer: Callable[[Path, Callable[[], bool]], Callable[[Segment], None]] | None = None,
+        make_preparer: Callable[[Path, Callable[[], bool], float | None], Callable[[Segment], None]] | None = None,
         restart_publisher: Callable[[], None] | None = None,
         hand_over: Callable[[int], None] | None = None,
         shutdown: threading.Event | None = None,
         resume: int = 0,
+        takeover: int = 0,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -62,11 +65,18 @@ class StreamJob:
         self.make_preparer = make_preparer
         self.publisher_watch = LeaseWatcher(registry, stream_id, PUBLISHER, settings.heartbeat_ttl_s,
                                             restart_publisher, registry.clock) if restart_publisher else None
-        self.hand_over = hand_over  # queue this job again (n-th handover), for another worker to go on
+        self.hand_over = hand_over  # queue this job again (n-th handover), for another worker of the pool
         self.on_segment: Callable[[Segment], None] | None = None
         self.fatal: Stop | None = None
         self.first_seq = 0
         self.resume = resume  # > 0: this run was started by the n-th re-publish of the stream
+        self.takeover = takeover  # > 0: this run was queued by the n-th handover (a worker shutting down)
+        self.handover: Handover | None = None  # this run hands its reader over (its worker shuts down)
+        self.successor: Successor | None = None  # this run takes a reader over (make before break)
+        self.base_s: float | None = None  # this reader's clock: server timestamps less base_s
+        self.listed = 0  # entries of the reader's segment list dealt with (registered or skipped)
+        self.skip_before: float | None = None  # a successor skips what the old reader registered
+        self.last_end: float | None = None  # this reader's last registered segment's end (its clock)
         self.epoch = 0  # resumes when this run began: a later re-publish takes the stream over
         self.shutdown = shutdown or threading.Event()
         self.monotonic = monotonic
@@ -81,61 +91,121 @@ class StreamJob:
         return rec is not None and rec.job_id == self.job_id and rec.state.active
 
     def run(self) -> JobOutcome:
-        if not self._ours(self.registry.get(self.stream_id, with_segments=False)):
+        first = self.registry.get(self.stream_id, with_segments=False)
+        if first is None or not self._ours(first):
             return JobOutcome(None, "superseded: the stream has another job or is over", 0)
-        if not self._take_lease():
+        seconds = first.segment_seconds or self.settings.segment_seconds
+        if self.takeover and self.shutdown.is_set() and self.hand_over is not None:
+            self.hand_over(self.takeover)  # taken by a worker on its way out (this one): pass it on
+            return JobOutcome(None, "passed on: this worker shuts down too", 0)
+        if (self.takeover and first.reader_base_s is not None and first.takeover_from_s is not None
+                and self.registry.claim(self.stream_id, "takeover_by", self.holder)):
+            self.successor = Successor(self.registry, self.stream_id, first, seconds)  # reads first, lease later
+        elif self.takeover and first.takeover_by not in (None, ABANDONED):
+            return JobOutcome(None, "superseded: another worker took the stream over", 0)
+        elif not self._take_lease():
             return JobOutcome(None, "duplicate: another process runs this job", 0)
-        rec = self.registry.get(self.stream_id)  # again: the run it waited for added segments
-        if rec is None or not self._ours(rec) or not self._claim_epoch(rec):
-            self.registry.release(self.stream_id, self.holder)
-            return JobOutcome(None, "superseded: another run took this re-publish", 0)
+        else:
+            rec = self.registry.get(self.stream_id)  # again: the run it waited for added segments
+            if rec is None or not self._ours(rec) or not self._claim_epoch(rec):
+                self.registry.release(self.stream_id, self.holder)
+                return JobOutcome(None, "superseded: another run took this re-publish", 0)
+            first = rec
         self.store.sweep()  # drop the files of streams whose TTL ran out
         out_dir = self.store.work_dir(self.stream_id, self.job_id)
         part = (self.registry.incr(self.stream_id, "ingest_part") or 1) - 1
-        if part:  # the job runs again (its worker died, or the input was re-published): go on
+        if part:  # the job runs again (handover, its worker died, the input was re-published): go on
             out_dir = out_dir / f"part{part}"
             out_dir.mkdir(exist_ok=True)
-            self.first_seq = rec.segment_count
-            self.live = rec.state is StreamState.LIVE
-            self._fail_unprepared(rec.segments)
+            if self.successor is None:
+                self._go_on(first)
         url = rtmp_url(self.settings.rtmp_url, self.stream_id, "in")
-        seconds = rec.segment_seconds or self.settings.segment_seconds
         args = segmenter_args(url, out_dir, seconds, self.settings.read_timeout_s, self.settings.ffmpeg_bin,
-                              audio_track=self.make_preparer is not None, start_number=self.first_seq)
-        self.registry.set_fields(self.stream_id, heartbeat_at=self.registry.clock(), input_url=url,
-                                 segment_seconds=seconds, handover_at="")
+                              audio_track=self.make_preparer is not None, start_number=self.first_seq,
+                              clock_base_s=self.successor.base_s if self.successor else None)
+        if self.successor is None:
+            self.registry.clear_fields(self.stream_id, "reader_base_s", "reader_offset_s")
+            self.registry.set_fields(self.stream_id, heartbeat_at=self.registry.clock(), input_url=url,
+                                     segment_seconds=seconds, handover_at="")
         with open(out_dir / "ffmpeg.log", "wb") as errlog:
             proc = self.runner.start(args, stderr=errlog)
-            if self.make_preparer is not None:
-                self.on_segment = self.make_preparer(out_dir, lambda: proc.poll() is None)
             try:
+                if self.successor is not None and (early := self._await_seam(proc, out_dir, seconds)):
+                    return early
+                if self.make_preparer is not None:
+                    self.on_segment = self.make_preparer(out_dir, lambda: proc.poll() is None,
+                                                         self.successor.offset_s if self.successor else None)
                 stop = self._watch(proc, out_dir)
             finally:
                 stop_process(proc, signal.SIGTERM, grace_s=3)
-        if self.fatal is None and stop.cause is not StopCause.LOST:
+        if self.fatal is None and stop.cause not in (StopCause.LOST, StopCause.HANDED_OVER):
             self._scan(out_dir)  # the reader closed its last segment cleanly: it is registered and prepared
         stop = self.fatal or stop
         self.store.discard(out_dir / AUDIO_TRACK)  # an object store holds what the other hosts need
-        if stop.cause is StopCause.SHUTDOWN and self.hand_over is not None:
-            return self._hand_over()
+        if stop.cause is StopCause.HANDED_OVER or (stop.cause is StopCause.SHUTDOWN and self.hand_over is not None):
+            return self._hand_over(stop)
         outcome = job_outcome(stop, proc.returncode, self.first_seq + self.seen, self.seen,
                               _tail(out_dir / "ffmpeg.log"))
         self._record_outcome(outcome, lost=stop.cause is StopCause.LOST)
         self.registry.release(self.stream_id, self.holder)
         return outcome
 
-    def _hand_over(self) -> JobOutcome:
-        """The worker shuts down (a redeploy): the stream stays live, the job is queued again, and the
-        next worker of the pool goes on with a new reader (a new part, numbering on, placed by the wall
-        clock). Nothing is failed; the gap is recorded when the next run places itself."""
-        n = self.registry.incr(self.stream_id, "handovers") or 1
-        self.registry.set_fields(self.stream_id, handover_at=self.registry.clock())
+    def _go_on(self, rec: StreamRecord) -> None:
+        """A later run of the job: numbering goes on; what the last run left unprepared is failed."""
+        self.first_seq = rec.segment_count
+        self.live = rec.state is StreamState.LIVE
+        self._fail_unprepared(self.registry.segments(self.stream_id))
+
+    def _hand_over(self, stop: Stop) -> JobOutcome:
+        """The worker shuts down (a redeploy): the stream stays live and the job is queued again. With a
+        seam, the successor's reader already goes on from it; without one, the next worker of the pool
+        starts a new reader, placed by the wall clock, and records the gap. Nothing is failed."""
+        if self.handover is None:
+            self._begin_handover(None)
         self.registry.release(self.stream_id, self.holder)
-        assert self.hand_over is not None
-        self.hand_over(n)
         self.registry.metrics.count("livedub_ingest_handovers_total")
-        log.info("%s: worker shutting down; handed the stream over (%d)", self.stream_id, n)
-        return JobOutcome(None, "handed over: the worker shut down while the stream was live", self.seen)
+        log.info("%s: worker shutting down; handed the stream over (%s)", self.stream_id, stop.reason)
+        return JobOutcome(None, f"handed over: {stop.reason}", self.seen)
+
+    def _begin_handover(self, out_dir: Path | None) -> Handover:
+        assert self.hand_over is not None
+        rec = self.registry.get(self.stream_id, with_segments=False)
+        log.info("%s: handing over: reader clock base %s, last cut %s", self.stream_id, self.base_s, self.last_end)
+        self.handover = Handover(
+            self.registry, self.stream_id, send=self.hand_over, monotonic=self.monotonic,
+            segment_s=(rec.segment_seconds if rec and rec.segment_seconds else self.settings.segment_seconds),
+            clock_now_s=_progress_s(out_dir) if out_dir else 0.0,
+            can_take_over=out_dir is not None and self.base_s is not None and self.last_end is not None
+            and self.on_segment is not None)
+        return self.handover
+
+    def _await_seam(self, proc: subprocess.Popen[bytes], out_dir: Path, seconds: float) -> JobOutcome | None:
+        """A successor reads while the old reader goes on, publishes its cuts and waits for the seam;
+        then takes the lease and goes on from the seam. An outcome: it stood down."""
+        assert self.successor is not None
+        deadline = self.monotonic() + seam_wait_s(seconds) + 2 * self.settings.heartbeat_ttl_s
+        while True:
+            rec = self.registry.get(self.stream_id, with_segments=False)
+            if rec is None or not self._ours(rec) or rec.input_ended or proc.poll() is not None \
+                    or self.monotonic() > deadline:
+                return JobOutcome(None, "takeover abandoned: the stream moved on or no seam came", 0)
+            if (seam := self.successor.seam_local(rec)) is not None:
+                break
+            self.successor.publish_cuts(self._entries(out_dir))
+            self.sleep(POLL_S)
+        if not self._take_lease():
+            return JobOutcome(None, "duplicate: another process runs this job", 0)
+        rec = self.registry.get(self.stream_id, with_segments=False)
+        if rec is None or not self._ours(rec) or not self._claim_epoch(rec):
+            self.registry.release(self.stream_id, self.holder)
+            return JobOutcome(None, "superseded while taking over", 0)
+        self._go_on(rec)
+        self.first_seq = rec.takeover_seam_seq if rec.takeover_seam_seq is not None else rec.segment_count
+        self.skip_before, self.base_s = seam, self.successor.base_s
+        self.registry.set_fields(self.stream_id, heartbeat_at=self.registry.clock(), handover_at="",
+                                 reader_base_s=self.successor.base_s)
+        log.info("%s: took the reader over at %.3fs (sequence %d)", self.stream_id, seam, self.first_seq)
+        return None
 
     def _record_outcome(self, outcome: JobOutcome, lost: bool) -> None:
         if outcome.state is None:
@@ -158,7 +228,8 @@ class StreamJob:
         deadline = self.monotonic() + self.settings.drain_timeout_s
         while not self.registry.lease(self.stream_id, self.holder, self.settings.heartbeat_ttl_s):
             owner = self.registry.lease_owner(self.stream_id) or ""
-            if (owner.split(".")[0] == self.job_id and not self.resume) or self.monotonic() > deadline:
+            if (owner.split(".")[0] == self.job_id and not self.resume and not self.takeover) \
+                    or self.monotonic() > deadline:
                 return False
             self.sleep(POLL_S)
         return True
@@ -203,10 +274,23 @@ class StreamJob:
                 next_beat = now + self.settings.heartbeat_interval_s
                 if self.publisher_watch is not None and self.first_seq + self.seen:
                     self.publisher_watch.check(rec.publisher_heartbeat_at)
+            if self.base_s is None:
+                self._read_base(out_dir)
+            shutting_down = self.shutdown.is_set()  # once per round: it may come while a segment is prepared
+            handover = self._begin_handover(out_dir) if shutting_down and self.hand_over is not None \
+                and self.handover is None else self.handover
+            if handover is not None:
+                handover.refresh(rec)
+                if self.last_end is not None:  # the new reader may have reached the last cut just now
+                    handover.meet(self.last_end, self.first_seq + self.seen)
             self._scan(out_dir)
             if self.fatal is not None:
                 return self.fatal
-            if self.shutdown.is_set():
+            if handover is not None and handover.overdue() and self.last_end is not None:
+                handover.set_seam(self.last_end, self.first_seq + self.seen)  # no common cut came: stop here
+            if handover is not None and handover.seam is not None:
+                return Stop(StopCause.HANDED_OVER)
+            if shutting_down and (handover is None or handover.abandoned):
                 return Stop(StopCause.SHUTDOWN)
             if rec.stop_requested and not interrupted:
                 interrupted = True
@@ -229,21 +313,43 @@ class StreamJob:
                 self._fail(seg, Reason(ReasonCode.LOST_WITH_WORKER,
                                        "lost with its ingest worker before it was prepared"))
 
-    def _scan(self, out_dir: Path) -> None:
-        """Register the segments the reader completed since the last scan, and prepare each."""
-        if not self.live and _media_arrived(out_dir):
-            self.live = self.registry.mark_live(self.stream_id, self.job_id)
+    def _read_base(self, out_dir: Path) -> None:
+        """Note this reader's clock base (the input's start, from ffmpeg's log) for a takeover."""
         try:
-            text = (out_dir / SEGMENT_LIST).read_text()
+            self.base_s = parse_input_start((out_dir / "ffmpeg.log").read_text(errors="replace")[:20000])
         except FileNotFoundError:
             return
-        for entry in parse_segment_list(text)[self.seen :]:
-            seg = Segment(sequence=entry.sequence, start_s=entry.start_s, end_s=entry.end_s,
+        if self.base_s is not None:
+            self.registry.set_fields(self.stream_id, reader_base_s=self.base_s)
+
+    @staticmethod
+    def _entries(out_dir: Path) -> list[ListEntry]:
+        try:
+            return parse_segment_list((out_dir / SEGMENT_LIST).read_text())
+        except FileNotFoundError:
+            return []
+
+    def _scan(self, out_dir: Path) -> None:
+        """Register the segments the reader completed since the last scan, and prepare each. Handing
+        over, it stops at the seam; taking over, it skips what the old reader registered."""
+        if not self.live and _progress_s(out_dir) > 0:
+            self.live = self.registry.mark_live(self.stream_id, self.job_id)
+        for entry in self._entries(out_dir)[self.listed :]:
+            if self.handover is not None and (self.handover.seam is not None
+                                              or self.handover.meet(entry.start_s, self.first_seq + self.seen)):
+                return  # the successor's reader has this segment
+            self.listed += 1
+            if self.skip_before is not None and entry.start_s < self.skip_before - CUT_TOL_S:
+                continue
+            seg = Segment(sequence=self.first_seq + self.seen, start_s=entry.start_s, end_s=entry.end_s,
                           file=self.store.key_of(out_dir / entry.file))
             self.registry.add_segment(self.stream_id, seg, (out_dir / entry.file).stat().st_size)
             self.seen += 1
+            self.last_end = entry.end_s
             if self.on_segment is not None:
                 self._prepare(seg)
+            if self.handover is not None and self.handover.meet(entry.end_s, seg.sequence + 1):
+                return
 
     def _prepare(self, seg: Segment) -> None:
         assert self.on_segment is not None
@@ -257,19 +363,20 @@ class StreamJob:
             self._fail(seg, Reason(ReasonCode.PREPARE_FAILED, str(exc)))
 
 
-def _media_arrived(out_dir: Path) -> bool:
+def _progress_s(out_dir: Path) -> float:
+    """How far the reader got, in its clock (0: no media yet)."""
     try:
         with open(out_dir / PROGRESS, "rb") as f:
             f.seek(0, 2)
             f.seek(max(f.tell() - 600, 0))
-            return progress_out_time_s(f.read().decode(errors="replace")) > 0
+            return progress_out_time_s(f.read().decode(errors="replace"))
     except FileNotFoundError:
-        return False
+        return 0.0
 
 
 def _tail(path: Path, n: int = 300) -> str:
     try:
-        text = path.read_text(errors="replace").strip()
+        text = log_problems(path.read_text(errors="replace")).strip()
     except OSError:
         return "no log"
     return text[-n:].replace("\n", " | ") or "no output"

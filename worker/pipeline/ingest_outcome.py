@@ -16,6 +16,7 @@ class StopCause(enum.Enum):
     STOPPED_BY_OPERATOR = "stopped by operator"
     SUPERSEDED = "superseded"
     SHUTDOWN = "worker shut down while the stream was live"
+    HANDED_OVER = "another worker's reader goes on from a common cut (make before break)"
     DRAIN_TIMEOUT = "input did not end within the drain timeout after the stop hook"
     REGISTRY_UNREACHABLE = "registry unreachable"
     LOST = "the registry lost this stream (Redis restarted without persistence)"

@@ -77,6 +77,7 @@ class SegmentPreparer:
         settings: Settings, plan: StreamPlan, start_chain: Callable[[SegmentWork], None],
         start_publisher: Callable[[], None], reader_alive: Callable[[], bool],
         clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+        offset_s: float | None = None,
     ) -> None:
         self.stream_id, self.job_id, self.out_dir = stream_id, job_id, out_dir
         self.registry, self.store, self.settings, self.plan = registry, store, settings, plan
@@ -84,6 +85,7 @@ class SegmentPreparer:
         self.clock, self.sleep = clock, sleep
         self.origin_at: float | None = None
         self.offset_s = 0.0
+        self.takeover_offset_s = offset_s  # a reader taken over: its clock's place is known exactly
         self.delay_s = output_delay_s(plan.segment_seconds, settings.latency_budget_s)
 
     def __call__(self, seg: Segment) -> None:
@@ -126,15 +128,17 @@ class SegmentPreparer:
         if rec is None or rec.origin_at is None:
             self.origin_at, self.delay_s = first_placement(now, local, self.plan.segment_seconds,
                                                            self.settings.latency_budget_s)
-            self.registry.set_fields(self.stream_id, origin_at=self.origin_at, output_delay_s=self.delay_s)
+            self.registry.set_fields(self.stream_id, origin_at=self.origin_at, output_delay_s=self.delay_s,
+                                     reader_offset_s=0.0)
             self.start_publisher()
             return
-        # A resumed reader (the last ingest worker died, or the input was re-published).
+        # A reader taken over at a seam, or resumed (the last ingest worker died, the input was re-published).
         self.origin_at, self.delay_s = rec.origin_at, rec.output_delay_s or self.delay_s
         last_end = max((s.end_s for s in self.registry.segments(self.stream_id) if s.deadline_at), default=0.0)
-        self.offset_s = resumed_offset(now, self.origin_at, local, last_end)
+        self.offset_s = self.takeover_offset_s if self.takeover_offset_s is not None \
+            else resumed_offset(now, self.origin_at, local, last_end)
         gap = local[0] + self.offset_s - last_end
-        self.registry.set_fields(self.stream_id, last_gap_s=round(gap, 3))
+        self.registry.set_fields(self.stream_id, last_gap_s=round(gap, 3), reader_offset_s=self.offset_s)
         self.registry.metrics.observe("livedub_input_gap_seconds", gap)
 
     def wait_for_audio(self, b1: int, wait_s: float = 1.5) -> None:

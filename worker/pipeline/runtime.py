@@ -61,6 +61,7 @@ def sts_pool(settings: Settings) -> StsPool:
 def build_stream_job(
     stream_id: str, job_id: str, shutdown: threading.Event, start_chain: Callable[[SegmentWork], None],
     start_publisher: Callable[..., None], resume: int = 0, hand_over: Callable[[int], None] | None = None,
+    takeover: int = 0,
 ) -> StreamJob:
     settings = process_settings()
     registry = process_registry(settings)
@@ -73,11 +74,12 @@ def build_stream_job(
         voice_profile=(rec.voice_profile if rec and rec.voice_profile else settings.voice_profile),
     )
 
-    def make_preparer(out_dir: Path, reader_alive: Callable[[], bool]) -> Callable[[Segment], None]:
+    def make_preparer(out_dir: Path, reader_alive: Callable[[], bool],
+                      offset_s: float | None) -> Callable[[Segment], None]:
         return SegmentPreparer(stream_id, job_id, out_dir, registry=registry, store=store, settings=settings,
                                plan=plan, start_chain=start_chain, reader_alive=reader_alive,
-                               start_publisher=lambda: start_publisher(stream_id, job_id))
+                               start_publisher=lambda: start_publisher(stream_id, job_id), offset_s=offset_s)
 
     return StreamJob(stream_id, job_id, registry=registry, store=store, settings=settings, shutdown=shutdown,
-                     make_preparer=make_preparer, resume=resume, hand_over=hand_over,
+                     make_preparer=make_preparer, resume=resume, hand_over=hand_over, takeover=takeover,
                      restart_publisher=lambda: start_publisher(stream_id, job_id, restart=True))

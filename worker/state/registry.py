@@ -130,6 +130,19 @@ class StreamRegistry:
         n = self._incr(keys=[self.key(stream_id)], args=[field, by])
         return None if n is None else int(n)
 
+    def claim(self, stream_id: str, field: str, value: str) -> bool:
+        """Set a field only if it is unset (HSETNX) on an existing record: the first caller wins."""
+        if field not in RECORD_FIELDS:
+            raise KeyError(f"StreamRecord declares no field {field!r}")
+        return bool(self._r.exists(self.key(stream_id))) and bool(self._r.hsetnx(self.key(stream_id), field, value))
+
+    def clear_fields(self, stream_id: str, *fields: str) -> None:
+        undeclared = set(fields) - RECORD_FIELDS
+        if undeclared:
+            raise KeyError(f"StreamRecord declares no field {sorted(undeclared)}")
+        if fields:
+            self._r.hdel(self.key(stream_id), *fields)
+
     def record_lost(self, stream_id: str, job_id: str, reason: str) -> None:
         """The registry lost this stream (Redis restarted without persistence): leave a failed record
         with the reason, so the stream does not just vanish."""
