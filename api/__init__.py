@@ -16,6 +16,7 @@ from tasks.config import celery_config
 from worker.core.settings import Settings, load_settings
 from worker.pipeline.runtime import make_registry
 from worker.state.metrics import RedisCollector
+from worker.state.stream_keys import StreamKeys
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -29,6 +30,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     app.config.update(test_config)
     app.extensions["livedub_registry"] = make_registry(settings)
+    app.extensions["livedub_stream_keys"] = StreamKeys(app.extensions["livedub_registry"].client)
     celery_init_app(app)
     if settings.reconcile_interval_s > 0:
         app.extensions["livedub_reconciler"] = Reconciler(
@@ -37,10 +39,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from api.dashboard import bp as dashboard_bp
     from api.health import bp as health_bp
     from api.hooks import bp as hooks_bp
+    from api.media_auth import bp as media_auth_bp
     from api.streams import bp as streams_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(hooks_bp)
+    app.register_blueprint(media_auth_bp)
     app.register_blueprint(streams_bp)
     app.register_blueprint(dashboard_bp)
 

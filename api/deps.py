@@ -9,6 +9,7 @@ from flask import abort, current_app, request
 
 from worker.core.settings import Settings
 from worker.state.registry import StreamRegistry
+from worker.state.stream_keys import StreamKeys
 
 SECRET_HEADER = "X-Livedub-Secret"
 
@@ -16,6 +17,11 @@ SECRET_HEADER = "X-Livedub-Secret"
 def registry() -> StreamRegistry:
     reg: StreamRegistry = current_app.extensions["livedub_registry"]
     return reg
+
+
+def stream_keys() -> StreamKeys:
+    keys: StreamKeys = current_app.extensions["livedub_stream_keys"]
+    return keys
 
 
 def celery() -> Celery:

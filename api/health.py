@@ -5,7 +5,7 @@ from typing import Any
 import redis
 from flask import Blueprint, jsonify
 
-from api.deps import registry
+from api.deps import registry, settings
 
 bp = Blueprint("health", __name__)
 
@@ -16,4 +16,5 @@ def health() -> Any:
         registry().ping()
     except redis.RedisError as exc:
         return jsonify(status="unavailable", redis=f"error: {type(exc).__name__}"), 503
-    return jsonify(status="ok", redis="ok")
+    # open_publishing: any publish starts a job without a stream key (`livedub up --open`, rehearsal only)
+    return jsonify(status="ok", redis="ok", open_publishing=settings().open_publishing)

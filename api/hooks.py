@@ -8,9 +8,10 @@ from typing import Any, TypeVar
 from flask import Blueprint, abort, jsonify, request
 from pydantic import BaseModel, ValidationError
 
-from api.deps import registry, require_secret, settings
+from api.auth import Refusal, internal_key, media_access
+from api.deps import registry, require_secret, settings, stream_keys
 from api.lifecycle import start_stream, stop_stream, stream_options
-from worker.core.models import MediaMTXHook, NginxRtmpHook
+from worker.core.models import MediaMTXHook, NginxRtmpHook, StreamOptions
 from worker.core.naming import InvalidStreamPath, StreamPath
 
 bp = Blueprint("hooks", __name__, url_prefix="/v1/hooks")
@@ -59,11 +60,38 @@ def _input_only(path: StreamPath) -> str:
     return path.stream_id
 
 
+def check_access(action: str, path: StreamPath, key: str | None) -> None:
+    """403 (the media server refuses the publish or the read) unless :func:`media_access` allows it. The
+    answer is the same for an unknown stream and a wrong key; no key is ever logged."""
+    s = settings()
+    conf = stream_keys().get(path.stream_id)
+    refusal = media_access(action, path, key, conf, internal_key(), s.open_publishing)
+    if refusal is None:
+        return
+    registry().metrics.count("livedub_media_access_refused_total", action=action, reason=refusal.value)
+    if action == "publish" and path.direction == "in":
+        registry().metrics.count("livedub_publishes_refused_total", reason=refusal.value)
+    abort(403, description={
+        Refusal.BAD_KEY: "publish refused: unknown stream or wrong key (create the stream, publish with ?key=)",
+        Refusal.NOT_LIVEDUB: f"only livedub may {'publish' if action == 'publish' else 'read'} {path.path}",
+        Refusal.PRIVATE: "this stream is private: play its output with its play key",
+        Refusal.ACTION: f"action {action!r} is not allowed",
+    }[refusal])
+
+
+def publish_options(stream_id: str, query: dict[str, str]) -> StreamOptions:
+    """The stream's options as its operator created it, with the publish URL's query on top."""
+    conf = stream_keys().get(stream_id)
+    base = conf.options.model_dump(exclude_none=True) if conf is not None else {}
+    given = stream_options(query).model_dump(exclude_none=True)
+    return StreamOptions.model_validate({**base, **given})
+
+
 @bp.post("/mediamtx/ready")
 def mediamtx_ready() -> Any:
     hook = _payload(MediaMTXHook)
     sid = _input_only(_path(hook))
-    opts = stream_options(hook.query())
+    opts = publish_options(sid, hook.query())  # MediaMTX checked the key (authMethod: http, below)
     body, code = start_stream(sid, f"mediamtx:{hook.MTX_SOURCE_TYPE}", wait_for_reader=False, options=opts)
     return jsonify(body), code
 
@@ -80,13 +108,18 @@ def mediamtx_not_ready() -> Any:
 def nginx_publish() -> Any:
     hook = _payload(NginxRtmpHook)
     path = _path(hook)
+    form = request.form.to_dict()  # nginx-rtmp passes the URL's query as form fields
     if path.direction == "out":
-        # livedub's own publisher republishing the dubbed output; nobody else may.
+        # livedub's own publisher republishing the dubbed output, with its key, from its hosts; nobody else.
         if not publisher_allowed(hook.addr, settings().publisher_networks):
+            registry().metrics.count("livedub_media_access_refused_total", action="publish",
+                                     reason=Refusal.NOT_LIVEDUB.value)
             abort(403, description="only livedub's publisher may publish live/<id>/out "
                                    "(LIVEDUB_PUBLISHER_NETWORKS lists its hosts)")
+        check_access("publish", path, form.get("key"))
         return jsonify(stream_id=path.stream_id, accepted="output"), 200
-    opts = stream_options(request.form.to_dict())  # nginx-rtmp passes the URL's query as form fields
+    check_access("publish", path, form.get("key"))
+    opts = publish_options(path.stream_id, form)
     body, code = start_stream(path.stream_id, "nginx-rtmp", wait_for_reader=True, options=opts)
     return jsonify(body), code
 
@@ -105,6 +138,7 @@ def nginx_publish_done() -> Any:
 def nginx_play() -> Any:
     hook = _payload(NginxRtmpHook)
     path = _path(hook)
+    check_access("read", path, request.form.get("key"))
     if path.direction == "in":
         registry().reader_connected(path.stream_id)
     return jsonify(stream_id=path.stream_id, play=path.direction), 200

@@ -154,12 +154,14 @@ def _answers(url: str) -> bool:
         return False
 
 
-def publish(path: Path, rtmp_url: str, stream_id: str, realtime: bool = True) -> subprocess.Popen[bytes]:
-    """Publish a file to ``live/<id>/in`` like a broadcaster does (ffmpeg -re)."""
+def publish(path: Path, rtmp_url: str, stream_id: str, realtime: bool = True,
+            key: str | None = None) -> subprocess.Popen[bytes]:
+    """Publish a file to ``live/<id>/in`` like a broadcaster does (ffmpeg -re), with its stream key."""
     args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin"]
     if realtime:
         args.append("-re")
-    args += ["-i", str(path), "-c", "copy", "-f", "flv", f"{rtmp_url}/live//{stream_id}/in"]
+    url = f"{rtmp_url}/live//{stream_id}/in" + (f"?key={key}" if key else "")
+    args += ["-i", str(path), "-c", "copy", "-f", "flv", url]
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -180,8 +182,26 @@ class Stack:
     def sts_token(self) -> str:
         return Path(self.state["sts_token_file"]).read_text()
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The operator token, as the stream API wants it."""
+        return {"Authorization": f"Bearer {self.state['operator_token']}"}
+
+    def key_for(self, stream_id: str, **options: Any) -> str:
+        """Create the stream (or rotate the key of one that exists), as an operator does: its publish key."""
+        resp = requests.post(f"{self.api}/v1/streams", json={"stream_id": stream_id, **options},
+                             headers=self.headers, timeout=10)
+        if resp.status_code == 409:
+            resp = requests.post(f"{self.api}/v1/streams/{stream_id}/key", headers=self.headers, timeout=10)
+        resp.raise_for_status()
+        return str(resp.json()["publish_key"])
+
+    def publish(self, path: Path, stream_id: str, realtime: bool = True) -> subprocess.Popen[bytes]:
+        """A broadcaster with the stream's key publishing ``path``."""
+        return publish(path, self.state["rtmp_url"], stream_id, realtime, key=self.key_for(stream_id))
+
     def stream(self, stream_id: str) -> dict[str, Any]:
-        resp = requests.get(f"{self.api}/v1/streams/{stream_id}", timeout=5)
+        resp = requests.get(f"{self.api}/v1/streams/{stream_id}", timeout=5, headers=self.headers)
         resp.raise_for_status()
         body: dict[str, Any] = resp.json()
         return body

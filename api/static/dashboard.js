@@ -10,8 +10,26 @@ const offset = (s) => s.last_av_offset_start_ms === null || s.last_av_offset_sta
   `${s.last_av_offset_start_ms} / ${s.last_av_offset_end_ms} ms`;
 const g2g = (s) => (s.last_glass_to_glass_s ? `${s.last_glass_to_glass_s.toFixed(2)} s` : "");
 
+// The stream API needs a viewer or operator token: asked once, kept for this browser tab only. A link may
+// carry it in the fragment (#token=...), which never reaches a server; it is taken and removed.
+const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+if (fromLink) {
+  sessionStorage.setItem("livedub-token", fromLink);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+function token() {
+  let t = sessionStorage.getItem("livedub-token");
+  if (!t) {
+    t = (prompt("livedub token (viewer or operator):") || "").trim();
+    if (t) sessionStorage.setItem("livedub-token", t);
+  }
+  return t;
+}
+
 async function getJSON(url) {
-  const r = await fetch(url, {cache: "no-store"});
+  const r = await fetch(url, {cache: "no-store", headers: {Authorization: `Bearer ${token()}`}});
+  if (r.status === 401) sessionStorage.removeItem("livedub-token");  // asked again on the next refresh
   if (!r.ok) throw new Error(`${url}: ${r.status}`);
   return r.json();
 }

@@ -28,7 +28,7 @@ def run(tmp_path_factory, media_dir):
     with local_stack(tmp / "run", "--engine", "echo", "--flower") as stack:
         browser = chrome()
         try:
-            browser.get(stack.state["dashboard_url"])
+            browser.get(stack.state["dashboard_url"] + "#token=" + stack.state["viewer_token"])
             WebDriverWait(browser, 10).until(lambda b: "updated" in b.find_element(By.ID, "updated").text)
             dub = subprocess.Popen([sys.executable, "-m", "worker.cli", "dub", str(video), "-o", str(tmp / "o.mp4"),
                                     "--state-file", str(stack.run_dir / "state.json"), "--stream-id", "ops1"],

@@ -49,7 +49,8 @@ def test_env_vars_are_settings_and_required_ones_are_set():
     example = (ROOT / "compose" / ".env.example").read_text()
     listed = set(re.findall(r"^(LIVEDUB_\w+)=", example, re.M))
     assert fields - {"LIVEDUB_HOOK_SECRET_FILE", "LIVEDUB_HOOK_INSECURE", "LIVEDUB_FFMPEG_BIN",
-                     "LIVEDUB_FFPROBE_BIN", "LIVEDUB_STS_TOKEN_FILE"} <= listed
+                     "LIVEDUB_FFPROBE_BIN", "LIVEDUB_STS_TOKEN_FILE", "LIVEDUB_OPERATOR_TOKEN_FILE",
+                     "LIVEDUB_VIEWER_TOKEN_FILE", "LIVEDUB_INTERNAL_KEY_FILE"} <= listed
     assert listed <= fields, listed - fields
 
 
@@ -210,10 +211,9 @@ def test_every_livedub_setting_reaches_the_containers():
         assert services()[name]["env_file"] == [".env"], name  # compose/.env, next to the compose file
 
 
-def test_mediamtx_metrics_are_open_to_the_stack_only():
-    users = MEDIAMTX["authInternalUsers"]
-    metrics = [u for u in users if any(p["action"] == "metrics" for p in u["permissions"])]
-    assert metrics and all(u["ips"] and "0.0.0.0/0" not in u["ips"] for u in metrics)
+def test_mediamtx_asks_livedub_and_its_metrics_are_open_to_the_stack_only():
+    assert MEDIAMTX["authMethod"] == "http" and MEDIAMTX["authHTTPAddress"].endswith("/v1/auth/mediamtx")
+    assert MEDIAMTX["authHTTPExclude"] == [{"action": "metrics"}]  # publish and read always ask
     published = [p.split(":")[0] for p in services()["mediamtx"].get("ports", [])]
     assert MEDIAMTX["metricsAddress"].lstrip(":") not in published
 

@@ -12,6 +12,8 @@ from worker.core.settings import load_settings
 pytestmark = pytest.mark.integration
 SECRET = "t0ps3cret"
 H = {"X-Livedub-Secret": SECRET}
+OPERATOR = "operator-token"
+INTERNAL = "internal-key"
 
 
 @pytest.fixture
@@ -23,8 +25,17 @@ def r(redis_url):
 
 @pytest.fixture
 def client(redis_url, r):
-    settings = load_settings(redis_url=redis_url, hook_secret=SECRET, reader_wait_s=0, reconcile_interval_s=0)
-    return create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    # Publishing is open here (stream keys: test_stream_keys.py); the client carries the operator token.
+    settings = app_settings(redis_url, reader_wait_s=0)
+    c = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    c.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {OPERATOR}"
+    return c
+
+
+def app_settings(redis_url, **kw):
+    return load_settings(**{"redis_url": redis_url, "hook_secret": SECRET, "reconcile_interval_s": 0,
+                            "operator_token": OPERATOR, "viewer_token": "viewer-token", "internal_key": INTERNAL,
+                            "open_publishing": True, **kw})
 
 
 def queued_jobs(r):
@@ -120,19 +131,20 @@ def test_stop_hooks_mark_draining(client):
 
 
 def test_output_publish_only_from_loopback(client, r):
-    assert nginx(client, "publish", name="cam1/out").status_code == 200
-    assert nginx(client, "publish", name="cam1/out", addr="203.0.113.9").status_code == 403
+    assert nginx(client, "publish", name="cam1/out", key=INTERNAL).status_code == 200
+    assert nginx(client, "publish", name="cam1/out", addr="203.0.113.9", key=INTERNAL).status_code == 403
+    assert nginx(client, "publish", name="cam1/out").status_code == 403  # loopback, but no key of livedub's
     assert queued_jobs(r) == 0
 
 
 def test_publish_waits_for_the_reader_then_answers(redis_url, r):
-    settings = load_settings(redis_url=redis_url, hook_secret=SECRET, reader_wait_s=5, reconcile_interval_s=0)
+    settings = app_settings(redis_url, reader_wait_s=5)
     app = create_app({"SETTINGS": settings, "TESTING": True})
     c1, c2 = app.test_client(), app.test_client()
 
     def reader_connects():
         time.sleep(0.4)
-        assert nginx(c2, "play").status_code == 200
+        assert nginx(c2, "play", key=INTERNAL).status_code == 200
 
     t = threading.Thread(target=reader_connects)
     start = time.monotonic()
@@ -145,7 +157,7 @@ def test_publish_waits_for_the_reader_then_answers(redis_url, r):
 
 
 def test_publish_wait_is_bounded(redis_url, r):
-    settings = load_settings(redis_url=redis_url, hook_secret=SECRET, reader_wait_s=0.5, reconcile_interval_s=0)
+    settings = app_settings(redis_url, reader_wait_s=0.5)
     c = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
     start = time.monotonic()
     assert nginx(c, "publish").status_code == 202
@@ -158,15 +170,15 @@ def test_streams_list_get_delete(client):
     assert [s["stream_id"] for s in listing] == ["cam1"] and "segments" not in listing[0]
     assert client.get("/v1/streams/nope").status_code == 404
     assert client.get("/v1/streams/a.b").status_code == 400
-    assert client.delete("/v1/streams/cam1").status_code == 401
-    resp = client.delete("/v1/streams/cam1", headers=H)
+    assert client.delete("/v1/streams/cam1", headers={**H, "Authorization": ""}).status_code == 401  # no secret
+    resp = client.delete("/v1/streams/cam1")  # the operator token
     assert resp.status_code == 202
     rec = client.get("/v1/streams/cam1").get_json()
     assert rec["state"] == "draining" and rec["stop_requested"] is True
 
 
 def test_health_and_metrics(client):
-    assert client.get("/health").get_json() == {"status": "ok", "redis": "ok"}
+    assert client.get("/health").get_json() == {"status": "ok", "redis": "ok", "open_publishing": True}
     ready(client)
     text = client.get("/metrics").get_data(as_text=True)
     assert "flask_http_request_total" in text
@@ -187,11 +199,11 @@ def test_registry_down_gives_503_not_500(redis_url):
 
 
 def test_a_publish_over_the_stream_limit_is_refused_with_the_reason(redis_url, r):
-    settings = load_settings(redis_url=redis_url, hook_secret=SECRET, reader_wait_s=0, reconcile_interval_s=0,
-                             max_live_streams=1)
+    settings = app_settings(redis_url, reader_wait_s=0, max_live_streams=1)
     client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
     assert nginx(client, "publish", name="one/in").status_code == 202
     refused = nginx(client, "publish", name="two/in")
     assert refused.status_code == 429 and "limit of 1 streams" in refused.get_json()["reason"]
     assert ready(client, path="live/three/in").status_code == 429  # MediaMTX's hook: the same limit
-    assert queued_jobs(r) == 1 and client.get("/v1/streams/two").status_code == 404
+    assert queued_jobs(r) == 1
+    assert client.get("/v1/streams/two", headers={"Authorization": f"Bearer {OPERATOR}"}).status_code == 404

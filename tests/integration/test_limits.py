@@ -5,7 +5,7 @@ job starts, each is counted, and the streams within it are dubbed."""
 import pytest
 import redis
 
-from tests.support import local_stack, publish
+from tests.support import local_stack
 from worker.devstack.samples import make_video
 from worker.media.procs import wait_until
 from worker.state.registry import StreamRegistry
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300
 def test_fifty_publishes_against_a_limit_of_eight(tmp_path, media_dir):
     video = make_video(media_dir / "av12.flv", 12.0)
     with local_stack(tmp_path / "run", "--engine", "echo", env={"LIVEDUB_MAX_LIVE_STREAMS": "8"}) as stack:
-        pubs = {f"burst{i}": publish(video, stack.state["rtmp_url"], f"burst{i}") for i in range(50)}
+        pubs = {f"burst{i}": stack.publish(video, f"burst{i}") for i in range(50)}
         try:
             codes = {sid: p.wait(120) for sid, p in pubs.items()}
         finally:

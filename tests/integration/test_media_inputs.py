@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import dub_report, local_stack, publish
+from tests.support import dub_report, local_stack
 from worker.core.naming import rtmp_url
 from worker.devstack.samples import counting_speech
 from worker.media.analyze import analyze_file
@@ -61,7 +61,7 @@ def test_unusual_inputs_are_dubbed_in_sync(stack, media_dir, speech, tmp_path, n
 
 def test_publisher_that_stops_sending_without_closing(stack, media_dir, speech):
     src = make(media_dir / "stall.flv", speech, 14, audio=["-ar", "48000"], video=H264_2S)
-    pub = publish(src, stack.state["rtmp_url"], "stall")
+    pub = stack.publish(src, "stall")
     try:
         wait_until(lambda: stack.stream("stall")["segment_count"] >= 1, 20, 0.2, "a first segment")
         os.kill(pub.pid, signal.SIGSTOP)  # the encoder freezes; the TCP connection stays open
@@ -80,7 +80,7 @@ def test_garbage_bytes_on_the_rtmp_port_start_nothing(stack):
     import requests
 
     host, port = stack.state["rtmp_url"].removeprefix("rtmp://").split(":")
-    before = requests.get(f"{stack.api}/v1/streams", timeout=5).json()["streams"]
+    before = requests.get(f"{stack.api}/v1/streams", timeout=5, headers=stack.headers).json()["streams"]
     with socket.create_connection((host, int(port)), timeout=5) as s:
         s.sendall(os.urandom(4096) + b"live/junk/in" + os.urandom(4096))
         s.settimeout(3)
@@ -88,14 +88,14 @@ def test_garbage_bytes_on_the_rtmp_port_start_nothing(stack):
             s.recv(1024)
         except (TimeoutError, ConnectionResetError):
             pass
-    after = requests.get(f"{stack.api}/v1/streams", timeout=5).json()["streams"]
+    after = requests.get(f"{stack.api}/v1/streams", timeout=5, headers=stack.headers).json()["streams"]
     assert len(after) == len(before)  # the handshake failed at nginx: no hook, no job
     assert requests.get(f"{stack.api}/health", timeout=5).json()["status"] == "ok"
 
 
 def test_video_codec_mpegts_cannot_carry_fails_with_a_reason(stack, media_dir, speech):
     src = make(media_dir / "flv1.flv", speech, 8, audio=["-ar", "44100"], video=["-c:v", "flv1"])
-    pub = publish(src, stack.state["rtmp_url"], "flv1")
+    pub = stack.publish(src, "flv1")
     try:
         rec = stack.wait_state("flv1", {"failed", "ended"}, 40)
     finally:

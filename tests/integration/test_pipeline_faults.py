@@ -3,7 +3,7 @@
 
 import pytest
 
-from tests.support import dub_report, free_port, local_stack, publish, sts_server
+from tests.support import dub_report, free_port, local_stack, sts_server
 from worker.devstack.samples import make_video
 from worker.media.analyze import analyze_file
 
@@ -64,7 +64,7 @@ def test_input_stopped_mid_segment_ends_cleanly(echo_stack, tmp_path, media_dir)
 def test_input_without_a_track_fails_with_a_reason(echo_stack, media_dir, kind, reason):
     video = make_video(media_dir / f"{kind}.flv", 8.0, audio=kind == "audio-only", video=kind == "video-only")
     sid = kind.replace("-", "")
-    pub = publish(video, echo_stack.state["rtmp_url"], sid)
+    pub = echo_stack.publish(video, sid)
     try:
         rec = echo_stack.wait_state(sid, {"failed", "ended"}, 30)
     finally:

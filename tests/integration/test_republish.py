@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.support import local_stack, publish
+from tests.support import local_stack
 from worker.core.naming import rtmp_url
 from worker.devstack.samples import make_video
 from worker.media.analyze import analyze_file
@@ -34,7 +34,7 @@ def test_drop_and_republish_resumes_the_same_job(stack, media_dir, tmp_path):
     second = make_video(media_dir / "drop_b.flv", 12, speech=True)
     sid = "drop"
     recorder = record(stack, sid, tmp_path / "out.flv")
-    broadcaster = publish(first, stack.state["rtmp_url"], sid)
+    broadcaster = stack.publish(first, sid)
     wait_until(lambda: stack.stream(sid)["segment_count"] >= 1, 30, 0.2, "first segment")
     job_id = stack.stream(sid)["job_id"]
     wait_until(lambda: stack.stream(sid)["published_count"] >= 1, 30, 0.2, "first piece out")
@@ -46,7 +46,7 @@ def test_drop_and_republish_resumes_the_same_job(stack, media_dir, tmp_path):
     assert dropped["state"] == "draining" and dropped["job_id"] == job_id
     before = dropped["segment_count"]
 
-    again = publish(second, stack.state["rtmp_url"], sid)
+    again = stack.publish(second, sid)
     assert again.wait(60) == 0, again.stderr.read() if again.stderr else ""
     rec = stack.wait_state(sid, {"ended", "failed"}, 90)
     assert recorder.wait(30) == 0, recorder.stderr.read() if recorder.stderr else ""  # one output, ended once
@@ -72,10 +72,10 @@ def test_drop_and_republish_resumes_the_same_job(stack, media_dir, tmp_path):
 def test_a_republish_after_the_grace_starts_a_new_generation(stack, media_dir):
     video = make_video(media_dir / "late_a.flv", 8, speech=True)
     sid = "late"
-    assert publish(video, stack.state["rtmp_url"], sid).wait(60) == 0
+    assert stack.publish(video, sid).wait(60) == 0
     first = stack.wait_state(sid, {"ended", "failed"}, 60)
     assert first["state"] == "ended" and first["resumes"] == 0
-    assert publish(video, stack.state["rtmp_url"], sid).wait(60) == 0
+    assert stack.publish(video, sid).wait(60) == 0
     second = wait_until(lambda: (r := stack.stream(sid))["generation"] == 2 and r["state"] in ("ended", "failed")
                         and r, 60, 0.2, "generation 2 to end")
     assert second["job_id"] != first["job_id"] and second["state"] == "ended"

@@ -10,7 +10,7 @@ import psutil
 import pytest
 import requests
 
-from tests.support import local_stack, publish, wait_gone
+from tests.support import local_stack, wait_gone
 from worker.media.procs import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -28,7 +28,7 @@ def stack(tmp_path_factory):
 
 
 def test_publish_lifecycle_from_first_keyframe_to_ended(stack, video_8s):
-    pub = publish(video_8s, stack.state["rtmp_url"], "life1")
+    pub = stack.publish(video_8s, "life1")
     rec = wait_until(lambda: stack.stream("life1") if _ok(stack, "life1") else None, 10, 0.1, "registered")
     assert rec["state"] in ("starting", "live")
     assert pub.wait(30) == 0, pub.stderr.read()
@@ -46,20 +46,26 @@ def test_publish_lifecycle_from_first_keyframe_to_ended(stack, video_8s):
     assert rec["media_seconds"] == pytest.approx(8.0, abs=0.1)
     for s in segs:
         assert (stack.run_dir / "store" / s["file"]).stat().st_size > 0
-    listing = requests.get(f"{stack.api}/v1/streams", timeout=5).json()["streams"]
+    listing = requests.get(f"{stack.api}/v1/streams", timeout=5, headers=stack.headers).json()["streams"]
     assert "life1" in {s["stream_id"] for s in listing}
 
 
 def _ok(stack, sid):
-    return requests.get(f"{stack.api}/v1/streams/{sid}", timeout=5).status_code == 200
+    """A job registered the stream (before that it is only "created", with its key)."""
+    resp = requests.get(f"{stack.api}/v1/streams/{sid}", timeout=5, headers=stack.headers)
+    return resp.status_code == 200 and resp.json()["state"] != "created"
 
 
 def test_operator_stop_ends_the_stream_and_its_reader(stack, video_20s):
-    pub = publish(video_20s, stack.state["rtmp_url"], "stop1")
+    pub = stack.publish(video_20s, "stop1")
     try:
         stack.wait_state("stop1", {"live"}, 10)
-        resp = requests.delete(f"{stack.api}/v1/streams/stop1",
-                               headers={"X-Livedub-Secret": stack.secret}, timeout=5)
+        # the hook secret is not an operator's token; neither is a viewer's
+        assert requests.delete(f"{stack.api}/v1/streams/stop1", headers={"X-Livedub-Secret": stack.secret},
+                               timeout=5).status_code == 401
+        viewer = {"Authorization": f"Bearer {stack.state['viewer_token']}"}
+        assert requests.delete(f"{stack.api}/v1/streams/stop1", headers=viewer, timeout=5).status_code == 403
+        resp = requests.delete(f"{stack.api}/v1/streams/stop1", headers=stack.headers, timeout=5)
         assert resp.status_code == 202
         rec = stack.wait_state("stop1", {"ended", "failed"}, 15)
         assert rec["state"] == "ended" and rec["reason"] == "stopped by operator"
@@ -110,7 +116,7 @@ def test_duplicate_job_delivery_does_not_start_a_second_reader(stack, video_8s):
     from tasks.queues import STREAM_JOB_TASK
     from worker.core.settings import load_settings
 
-    pub = publish(video_8s, stack.state["rtmp_url"], "dup1")
+    pub = stack.publish(video_8s, "dup1")
     rec = stack.wait_state("dup1", {"live"}, 10)
     client = Celery("t")
     client.conf.update(celery_config(load_settings(redis_url=stack.state["redis_url"])))
@@ -127,7 +133,7 @@ def test_ingest_worker_killed_before_the_first_segment_fails_the_stream(stack, v
     """Before its first segment a stream has no publisher to run the job again: it fails, clearly.
     (After it, the stream resumes: tests/integration/test_worker_kill.py.)"""
     name = stack.state["worker_names"]["ingest"]
-    pub = publish(video_20s, stack.state["rtmp_url"], "kill1")
+    pub = stack.publish(video_20s, "kill1")
     try:
         stack.wait_state("kill1", {"live"}, 10)
         assert stack.stream("kill1")["segment_count"] == 0
@@ -147,7 +153,7 @@ def test_ingest_worker_killed_before_the_first_segment_fails_the_stream(stack, v
     # `livedub up` brings the worker back, and a new stream is dubbed through it from start to end.
     wait_until(lambda: any(name in " ".join(p.info["cmdline"] or []) and p.pid != worker.pid
                            for p in psutil.process_iter(["cmdline"])), 20, 0.2, "the restarted worker")
-    again = publish(video_8s, stack.state["rtmp_url"], "kill2")
+    again = stack.publish(video_8s, "kill2")
     assert again.wait(30) == 0, again.stderr.read()
     rec = stack.wait_state("kill2", {"ended", "failed"}, 40)
     assert rec["state"] == "ended", rec["reason"]

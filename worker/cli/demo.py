@@ -10,7 +10,8 @@ from typing import Any
 
 import requests
 
-from worker.core.naming import rtmp_url
+from worker.cli.dub import auth_headers, stream_key
+from worker.core.naming import rtmp_url, with_key
 from worker.devstack.samples import make_video
 from worker.devstack.stack import LocalStack, StackConfig
 from worker.media.procs import wait_until
@@ -28,15 +29,18 @@ def run_demo(run_dir: Path, seconds: int, echo: Callable[[str], None] = print) -
                                    redis_port=0, flower_port=0))
     try:
         stack.start()
+        state = stack.state()
         url = rtmp_url(stack.rtmp_url, "demo", "in")
-        echo(f"publishing {sample.name} ({seconds}s of English speech) to {url}")
+        echo(f"created stream demo; publishing {sample.name} ({seconds}s of English speech) to {url}?key=…")
         pub = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-i", str(sample),
-                              "-c", "copy", "-f", "flv", url], timeout=seconds + 60)
+                              "-c", "copy", "-f", "flv", with_key(url, stream_key(state, "demo", {}))],
+                             timeout=seconds + 60)
         if pub.returncode != 0:
             echo(f"publisher failed with exit {pub.returncode}")
 
         def done() -> dict[str, Any] | None:
-            rec: dict[str, Any] = requests.get(f"{stack.api_url}/v1/streams/demo", timeout=5).json()
+            rec: dict[str, Any] = requests.get(f"{stack.api_url}/v1/streams/demo", timeout=5,
+                                               headers=auth_headers(state)).json()
             return rec if rec.get("state") in ("ended", "failed") else None
 
         record: dict[str, Any] = wait_until(done, 60, 0.3, "the demo stream to end")

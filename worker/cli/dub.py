@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from worker.cli.recorder import Recorder
 from worker.core.models import StreamRecord
-from worker.core.naming import rtmp_url, validate_stream_id
+from worker.core.naming import rtmp_url, validate_stream_id, with_key
 from worker.core.segments import SegmentStatus
 from worker.core.stats import percentile
 from worker.media.analyze import analyze_file
@@ -87,9 +87,9 @@ def run_dub(input_path: Path, output: Path, state: dict[str, Any], stream_id: st
     runner = runner or ProcessRunner()
     sid = validate_stream_id(stream_id or f"dub-{uuid.uuid4().hex[:8]}")
     api, base = state["api_url"], state["rtmp_url"]
-    query = "&".join(f"{k}={v}" for k, v in (("target_language", target_lang), ("segment_seconds", segment_seconds))
-                     if v is not None)
-    in_url = rtmp_url(base, sid, "in") + (f"?{query}" if query else "")
+    options = {k: v for k, v in (("target_language", target_lang), ("segment_seconds", segment_seconds))
+               if v is not None}
+    in_url = with_key(rtmp_url(base, sid, "in"), stream_key(state, sid, options))
     duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
                                      str(input_path)], capture_output=True, text=True, check=True).stdout.strip())
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,7 @@ def run_dub(input_path: Path, output: Path, state: dict[str, Any], stream_id: st
             if time.monotonic() - started > limit:
                 raise TimeoutError("publishing took too long")
             time.sleep(0.2)
-        record = _wait_stream_over(api, sid, limit, recorder.tick)
+        record = _wait_stream_over(api, sid, limit, recorder.tick, auth_headers(state))
         recorder.finish()
     finally:
         if publisher.poll() is None:
@@ -120,10 +120,32 @@ def run_dub(input_path: Path, output: Path, state: dict[str, Any], stream_id: st
     return rep
 
 
-def _wait_stream_over(api: str, sid: str, timeout_s: float, tick: Callable[[], None]) -> dict[str, Any]:
+def auth_headers(state: dict[str, Any]) -> dict[str, str]:
+    """The stack's operator token (its state file names it), as the stream API wants it."""
+    token = state.get("operator_token")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def stream_key(state: dict[str, Any], sid: str, options: dict[str, Any]) -> str | None:
+    """Create the stream (or, if it exists, rotate its key) with the operator token: its publish key. None
+    when the stack publishes openly and has no token to ask with."""
+    api, headers = state["api_url"], auth_headers(state)
+    if not headers and state.get("open_publishing"):
+        return None
+    resp = requests.post(f"{api}/v1/streams", json={"stream_id": sid, **options}, headers=headers, timeout=10)
+    if resp.status_code == 409:
+        resp = requests.post(f"{api}/v1/streams/{sid}/key", headers=headers, timeout=10)
+    if resp.status_code not in (200, 201):
+        raise RuntimeError(f"could not create stream {sid}: {resp.status_code} {resp.text[:200]}")
+    key: str = resp.json()["publish_key"]
+    return key
+
+
+def _wait_stream_over(api: str, sid: str, timeout_s: float, tick: Callable[[], None],
+                      headers: dict[str, str]) -> dict[str, Any]:
     def over() -> dict[str, Any] | None:
         tick()
-        resp = requests.get(f"{api}/v1/streams/{sid}", timeout=5)
+        resp = requests.get(f"{api}/v1/streams/{sid}", timeout=5, headers=headers)
         rec: dict[str, Any] = resp.json() if resp.status_code == 200 else {}
         return rec if rec.get("state") in ("ended", "failed") else None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -48,12 +49,14 @@ def main(verbose: bool) -> None:
 @click.option("--sts-url", help="Use this running STS service (LIVEDUB_STS_TOKEN for its key); start none.")
 @click.option("--free-ports", is_flag=True, help="Pick a free port for every service.")
 @click.option("--flower", is_flag=True, help="Also run the Flower dashboard.")
+@click.option("--open", "open_publishing", is_flag=True,
+              help="Rehearsal only: any publish to live/<id>/in starts a job, with no stream key.")
 @click.option("--state-file", type=click.Path(path_type=Path), help="Write the URLs as JSON here when ready.")
 def up(
     run_dir: Path, rtmp_port: int, api_port: int, http_port: int, redis_port: int, flower_port: int,
     sts_port: int, store_port: int, only: str | None, bind: str, redis_url: str | None, store_url: str | None,
     rtmp_url: str | None, scale: tuple[str, ...], engine: str, sts_url: str | None, free_ports: bool,
-    flower: bool, state_file: Path | None,
+    flower: bool, open_publishing: bool, state_file: Path | None,
 ) -> None:
     """Run the stack, or some of its roles, in the foreground. Ctrl-C stops it."""
     from worker.core.store_url import StoreUrlError, parse_store_url
@@ -75,6 +78,7 @@ def up(
         store_port=store_port, roles=roles, scale=pools, host=bind, store_url=store_url, rtmp_url=rtmp_url,
         sts_url=sts_url, sts_token=os.environ.get("LIVEDUB_STS_TOKEN"),
         redis_url=redis_url or os.environ.get("LIVEDUB_REDIS_URL"), hook_secret=os.environ.get("LIVEDUB_HOOK_SECRET"),
+        open_publishing=open_publishing,
     )
     stack = LocalStack(cfg)
     stop = threading.Event()
@@ -97,7 +101,11 @@ def up(
         click.echo(f"  stat    {s['stat_url']}")
         if s["flower_url"]:
             click.echo(f"  flower  {s['flower_url']}")
-        click.echo(f"  hook secret in {s['hook_secret_file']}")
+        click.echo(f"  hook secret in {s['hook_secret_file']}; operator token in {run_dir / 'operator_token'}")
+        if open_publishing:
+            click.echo("  OPEN: any publish starts a job, without a stream key (--open; rehearsal only)")
+        else:
+            click.echo("  create a stream and its key: livedub streams create ID --state-file <state file>")
         if state_file:
             stack.write_state(state_file)
         while not stop.wait(0.5):
@@ -209,3 +217,31 @@ def demo(seconds: int, run_dir: Path) -> None:
     sys.exit(0 if record.get("state") == "ended" else 1)
 
 
+
+
+@main.group()
+def streams() -> None:
+    """Create streams and manage their keys, with the operator token of a stack's state file."""
+
+
+@streams.command("create")
+@click.argument("stream_id")
+@click.option("--state-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=Path(".livedub/run/state.json"), show_default=True)
+@click.option("--target-lang", help="Target language (default: the deployment's).")
+@click.option("--segment-seconds", type=float, help="Segment length for this stream.")
+@click.option("--private", is_flag=True, help="Readers of the output need the play key.")
+def streams_create(stream_id: str, state_file: Path, target_lang: str | None, segment_seconds: float | None,
+                   private: bool) -> None:
+    """Create STREAM_ID: prints its publish key and the URL to publish to (shown once)."""
+    import requests
+
+    from worker.cli.dub import auth_headers
+
+    state = json.loads(state_file.read_text())
+    body = {"stream_id": stream_id, "private": private, **{k: v for k, v in (
+        ("target_language", target_lang), ("segment_seconds", segment_seconds)) if v is not None}}
+    resp = requests.post(f"{state['api_url']}/v1/streams", json=body, headers=auth_headers(state), timeout=10)
+    if resp.status_code != 201:
+        raise click.ClickException(f"{resp.status_code}: {resp.json().get('reason', resp.text)}")
+    click.echo(json.dumps(resp.json(), indent=2))

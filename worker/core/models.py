@@ -48,6 +48,28 @@ class MediaMTXHook(BaseModel):
         return query_pairs(self.MTX_QUERY)
 
 
+class MediaMTXAuth(BaseModel):
+    """What MediaMTX posts to ``authHTTPAddress`` (``authMethod: http``) before a publish or a read, field
+    for field as ``internal/auth/manager.go`` marshals it."""
+
+    model_config = ConfigDict(extra="ignore", str_max_length=2048)
+
+    ip: str = ""
+    user: str = ""
+    password: str = ""
+    token: str = ""
+    action: str = Field(min_length=1, max_length=32)
+    path: str = ""
+    protocol: str = ""
+    id: str | None = None
+    query: str = ""
+    userAgent: str = ""  # MediaMTX's name
+
+    def key(self) -> str | None:
+        """The credential: ``?key=`` in the URL's query (what livedub hands out), else the password."""
+        return query_pairs(self.query).get("key") or self.password or None
+
+
 def query_pairs(raw: str) -> dict[str, str]:
     """A query string's pairs, once-escaped or not: an escaped query has no ``=`` of its own. Pure."""
     if "=" not in raw and "%3d" in raw.lower():
@@ -81,6 +103,18 @@ class StreamOptions(BaseModel):
     target_language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
     voice_profile: str | None = Field(None, pattern=r"^[a-z0-9_-]{1,32}$")
 
+
+class StreamConf(BaseModel):
+    """A stream an operator created: its options and its keys, stored as SHA-256 hashes (the keys are
+    192-bit random, so a plain hash is enough; the key itself is shown once, when made)."""
+
+    stream_id: str
+    key_sha256: str
+    options: StreamOptions = Field(default_factory=StreamOptions)
+    private: bool = False  # readers of live/<id>/out need the play key
+    play_sha256: str | None = None
+    created_at: float
+    rotated_at: float | None = None
 
 
 class StreamRecord(BaseModel):

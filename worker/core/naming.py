@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 STREAM_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 APP = "live"
@@ -55,6 +56,12 @@ def input_path(stream_id: str) -> str:
 
 def output_path(stream_id: str) -> str:
     return StreamPath(validate_stream_id(stream_id), "out").path
+
+
+def with_key(url: str, key: str | None) -> str:
+    """An RTMP URL with its credential as the ``key`` query parameter (what nginx-rtmp's hooks and
+    MediaMTX's auth see, and what ffmpeg and OBS take as given)."""
+    return f"{url}?{urlencode({'key': key})}" if key else url
 
 
 def rtmp_url(base: str, stream_id: str, direction: str) -> str:

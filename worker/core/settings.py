@@ -24,6 +24,18 @@ class Settings(BaseSettings):
     hook_secret_file: Path | None = None
     # A deployment with no secret must say so explicitly.
     hook_insecure: bool = False
+    # Tokens for the stream API and the dashboard: a viewer reads, an operator also creates, stops and
+    # rotates. With neither set, the API is closed (401), unless hook_insecure says the setup is a toy.
+    operator_token: SecretStr | None = None
+    operator_token_file: Path | None = None
+    viewer_token: SecretStr | None = None
+    viewer_token_file: Path | None = None
+    # The media-server credential of livedub's own readers (live/<id>/in) and publishers
+    # (live/<id>/out): nobody else may read the input or publish the output.
+    internal_key: SecretStr | None = None
+    internal_key_file: Path | None = None
+    # Any publish to live/<id>/in starts a job, without a stream key: local rehearsal only.
+    open_publishing: bool = False
 
     media_server: MediaServerKind = "nginx-rtmp"
     # Base RTMP URL of the media server, as the workers reach it.
@@ -98,7 +110,23 @@ class Settings(BaseSettings):
             self.hook_secret = SecretStr(self.hook_secret_file.read_text().strip())
         if self.sts_token is None and self.sts_token_file is not None:
             self.sts_token = SecretStr(self.sts_token_file.read_text().strip())
+        for name in ("operator_token", "viewer_token", "internal_key"):
+            path = getattr(self, f"{name}_file")
+            if getattr(self, name) is None and path is not None:
+                setattr(self, name, SecretStr(path.read_text().strip()))
         return self
+
+    @staticmethod
+    def _value(secret: SecretStr | None) -> str | None:
+        return secret.get_secret_value() or None if secret is not None else None
+
+    def internal_key_value(self) -> str | None:
+        return self._value(self.internal_key)
+
+    def api_tokens(self) -> dict[str, str]:
+        """Role ("operator", "viewer") -> token, for the ones set."""
+        tokens = {"operator": self._value(self.operator_token), "viewer": self._value(self.viewer_token)}
+        return {role: t for role, t in tokens.items() if t}
 
     def sts_token_value(self) -> str | None:
         return self.sts_token.get_secret_value() if self.sts_token is not None else None

@@ -41,7 +41,8 @@ DEFAULT_POOL = ("prefork", 2)
 # the thread-pool workers' RSS grows for minutes. A fixed threshold (its default) turns that off.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 # The STS service and the store server need none of the pipeline's secrets: they never get them.
-PRIVATE_TO_PIPELINE = ("LIVEDUB_HOOK_SECRET", "LIVEDUB_REDIS_URL", "LIVEDUB_STORE_URL")
+PRIVATE_TO_PIPELINE = ("LIVEDUB_HOOK_SECRET", "LIVEDUB_REDIS_URL", "LIVEDUB_STORE_URL", "LIVEDUB_OPERATOR_TOKEN",
+                       "LIVEDUB_VIEWER_TOKEN", "LIVEDUB_INTERNAL_KEY")
 
 
 @dataclass
@@ -65,6 +66,7 @@ class StackConfig:
     sts_url: str | None = None  # an STS service that already runs: start none
     sts_token: str | None = None
     host: str = "127.0.0.1"
+    open_publishing: bool = False  # any publish starts a job, no stream key (local rehearsal)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def resolve_ports(self) -> None:
@@ -83,6 +85,11 @@ class LocalStack:
         # With no STS URL, livedub up runs the service and makes a random key for both sides.
         self.sts_token = cfg.sts_token if cfg.sts_url else (cfg.sts_token or secrets.token_hex(16))
         self.redis_password = secrets.token_hex(16)
+        # Tokens for the API and livedub's own media-server key: from the environment (several hosts
+        # share them), else made here.
+        self.operator_token = os.environ.get("LIVEDUB_OPERATOR_TOKEN") or secrets.token_urlsafe(24)
+        self.viewer_token = os.environ.get("LIVEDUB_VIEWER_TOKEN") or secrets.token_urlsafe(24)
+        self.internal_key = os.environ.get("LIVEDUB_INTERNAL_KEY") or secrets.token_urlsafe(24)
         self.s3_keys = S3Server.new(cfg.host, 0)  # its credentials; the port is known once resolved
         self.workers: list[str] = []
 
@@ -128,10 +135,14 @@ class LocalStack:
             "sts_url": self.sts_url,
             "hook_secret": self.secret,
             "sts_token": self.sts_token,
+            "operator_token": self.operator_token,
+            "viewer_token": self.viewer_token,
+            "internal_key": self.internal_key,
+            "open_publishing": self.cfg.open_publishing,
             "engine": None if self.cfg.sts_url else self.cfg.engine,
             "flower_url": f"http://{self.cfg.host}:{self.cfg.flower_port}" if self.cfg.flower else None,
             "stat_url": f"http://{self.cfg.host}:{self.cfg.http_port}/stat",
-            "ingest_url_template": f"{self.rtmp_url}/live//<id>/in",
+            "ingest_url_template": f"{self.rtmp_url}/live//<id>/in?key=<publish_key>",
             "output_url_template": f"{self.rtmp_url}/live//<id>/out",
             "dashboard_url": f"{self.api_url}/dashboard",
             "hook_secret_file": str(self.cfg.run_dir / "hook_secret"),
@@ -149,6 +160,10 @@ class LocalStack:
         env.update(
             LIVEDUB_REDIS_URL=self.redis_url,
             LIVEDUB_HOOK_SECRET=self.secret,
+            LIVEDUB_OPERATOR_TOKEN=self.operator_token,
+            LIVEDUB_VIEWER_TOKEN=self.viewer_token,
+            LIVEDUB_INTERNAL_KEY=self.internal_key,
+            LIVEDUB_OPEN_PUBLISHING="true" if self.cfg.open_publishing else "false",
             LIVEDUB_RTMP_URL=self.rtmp_url,
             LIVEDUB_MEDIA_SERVER="nginx-rtmp",
             LIVEDUB_STORE_DIR=str(self.cfg.run_dir / "store"),
@@ -177,7 +192,8 @@ class LocalStack:
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.run_dir.chmod(0o700)  # secrets, the store and the logs: the owner's only
         (cfg.run_dir / "logs").mkdir(exist_ok=True)
-        for name, value in (("hook_secret", self.secret), ("sts_token", self.sts_token)):
+        for name, value in (("hook_secret", self.secret), ("sts_token", self.sts_token),
+                            ("operator_token", self.operator_token)):
             if value:
                 write_private(cfg.run_dir / name, value)
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import redis
 
 from worker.core.models import StreamRecord, StreamState
-from worker.core.naming import rtmp_url
+from worker.core.naming import rtmp_url, with_key
 from worker.core.segments import TERMINAL, Reason, ReasonCode, Segment, SegmentStatus
 from worker.core.settings import Settings
 from worker.media.commands import AUDIO_TRACK, PROGRESS, SEGMENT_LIST, segmenter_args
@@ -120,7 +120,8 @@ class StreamJob:
             if self.successor is None:
                 self._go_on(first)
         url = rtmp_url(self.settings.rtmp_url, self.stream_id, "in")
-        args = segmenter_args(url, out_dir, seconds, self.settings.read_timeout_s, self.settings.ffmpeg_bin,
+        keyed = with_key(url, self.settings.internal_key_value())  # only livedub may read the input
+        args = segmenter_args(keyed, out_dir, seconds, self.settings.read_timeout_s, self.settings.ffmpeg_bin,
                               audio_track=self.make_preparer is not None, start_number=self.first_seq,
                               clock_base_s=self.successor.base_s if self.successor else None)
         if self.successor is None:

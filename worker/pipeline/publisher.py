@@ -21,7 +21,7 @@ import redis
 
 from worker.core.because import Because
 from worker.core.models import StreamRecord, StreamState
-from worker.core.naming import rtmp_url
+from worker.core.naming import rtmp_url, with_key
 from worker.core.segments import TERMINAL, Reason, ReasonCode, Segment, SegmentStatus
 from worker.core.settings import Settings
 from worker.media.commands import publisher_args
@@ -129,7 +129,8 @@ class Publisher:
         job_dir = self.store.work_dir(self.stream_id, self.job_id)
         self.registry.set_fields(self.stream_id, output_url=url, publisher_state="publishing")
         with open(job_dir / "publisher.log", "wb") as errlog:
-            proc = self.runner.start(publisher_args(self.settings.ffmpeg_bin, url), stdin=subprocess.PIPE,
+            keyed = with_key(url, self.settings.internal_key_value())  # only livedub may publish the output
+            proc = self.runner.start(publisher_args(self.settings.ffmpeg_bin, keyed), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=errlog)
             assert proc.stdout is not None
             self.progress = ProgressLog(proc.stdout, self.clock)

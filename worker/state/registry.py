@@ -44,12 +44,17 @@ class StreamRegistry:
         self._seal = client.register_script(SEAL)
 
     # keys -----------------------------------------------------------------
+    @property
+    def client(self) -> redis.Redis:
+        return self._r
+
     @staticmethod
     def key(stream_id: str, suffix: str = "") -> str:
         validate_stream_id(stream_id)
         return f"{PREFIX}:stream:{stream_id}" + (f":{suffix}" if suffix else "")
 
     index_key = f"{PREFIX}:streams"
+    keys_key = f"{PREFIX}:keys"  # stream id -> its StreamConf (created by an operator, until revoked)
     record_prefix = f"{PREFIX}:stream:"
 
     # lifecycle ------------------------------------------------------------
@@ -285,7 +290,7 @@ class StreamRegistry:
         """Keys with no TTL, except the fixed ones (metrics, the stream index, Celery's and kombu's
         bookkeeping): what would grow with the number of streams if a TTL were missing. For the soak
         and the load test."""
-        fixed = {self.index_key, *self.metrics.keys(), "unacked", "unacked_index"}
+        fixed = {self.index_key, self.keys_key, *self.metrics.keys(), "unacked", "unacked_index"}
         out = []
         for raw in self._r.scan_iter(count=1000):
             key = _s(raw)
