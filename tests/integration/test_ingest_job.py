@@ -22,8 +22,9 @@ class FakeReader:
     it exits after ``polls`` looks, or when signalled. Its pid is a real process group of its own (a
     sleeping child), so stop_process() signals that and nothing else."""
 
-    def __init__(self, segments: list[tuple[int, float, float]], polls: int = 20) -> None:
-        self.segments, self.polls = segments, polls
+    def __init__(self, segments: list[tuple[int, float, float]], polls: int = 20, payload: bytes = b"ts",
+                 progress_s: float = 2.0) -> None:
+        self.segments, self.polls, self.payload, self.progress_s = segments, polls, payload, progress_s
         self.signals: list[int] = []
         self.returncode: int | None = None
         self.args: list[str] = []
@@ -33,10 +34,10 @@ class FakeReader:
     def start(self, args, **_):
         self.args = list(args)
         out_dir = Path(next(a for a in args if a.endswith("seg_%05d.ts"))).parent
-        (out_dir / PROGRESS).write_text("out_time_us=2000000\nprogress=continue\n")
+        (out_dir / PROGRESS).write_text(f"out_time_us={int(self.progress_s * 1e6)}\nprogress=continue\n")
         lines = ""
         for seq, start, end in self.segments:
-            (out_dir / f"seg_{seq:05d}.ts").write_bytes(b"ts")
+            (out_dir / f"seg_{seq:05d}.ts").write_bytes(self.payload)
             lines += f"seg_{seq:05d}.ts,{start},{end}\n"
         (out_dir / SEGMENT_LIST).write_text(lines)
         return self
@@ -182,3 +183,26 @@ def test_a_run_for_a_stream_with_another_job_does_nothing(env):
         reader.close()
     assert outcome.state is None and reader.args == []  # no reader started
     assert reg.get("s").state is StreamState.STARTING
+
+
+def test_an_input_over_the_bitrate_limit_is_stopped_with_the_reason(tmp_path, redis_url):
+    env = fresh_pipeline(redis_url, tmp_path, max_input_kbps=100)
+    reader = FakeReader([(0, 0.0, 6.0)], polls=1000, payload=bytes(150_000))  # 200 kbit/s
+    try:
+        outcome = make_job(env, reader)[0].run()
+    finally:
+        reader.close()
+    assert outcome.state is StreamState.FAILED and "bitrate (200 kbit/s) is over the limit of 100" in outcome.reason
+    assert env[0].metrics.snapshot()[0]["livedub_limit_stops_total|limit=bitrate"] == 1
+
+
+def test_an_input_with_no_keyframe_for_two_segments_is_stopped_with_the_reason(env):
+    reg = env[0]
+    # one segment closed at 6 s; the reader has written 19 s since: 13 s without a keyframe to cut at
+    reader = FakeReader([(0, 0.0, 6.0)], polls=1000, progress_s=19.0)
+    try:
+        outcome = make_job(env, reader)[0].run()
+    finally:
+        reader.close()
+    assert outcome.state is StreamState.FAILED and "no keyframe for 13s" in outcome.reason
+    assert reg.metrics.snapshot()[0]["livedub_limit_stops_total|limit=keyframe"] == 1

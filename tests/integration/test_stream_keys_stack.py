@@ -71,3 +71,23 @@ def test_a_live_input_and_its_output_cannot_be_taken_over(stack, video):
     finally:
         owner.kill()
         owner.wait()
+
+
+def test_a_stream_with_no_keyframes_is_stopped_with_the_reason(stack, tmp_path):
+    # 7: 40 s with one keyframe (an encoder whose keyframe interval is off), 4 s segments
+    video = tmp_path / "nokey.flv"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=f=300:sample_rate=48000", "-t", "40",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-g", "100000", "-keyint_min", "100000",
+                    "-sc_threshold", "0", "-c:a", "aac", "-f", "flv", str(video)], check=True)
+    key = stack.key_for("nokey", segment_seconds=4)
+    pub = publish(video, stack.state["rtmp_url"], "nokey", key=key)
+    try:
+        rec = stack.wait_state("nokey", {"failed", "ended"}, 40)
+    finally:
+        pub.kill()
+        pub.wait()
+    assert rec["state"] == "failed" and "no keyframe for" in rec["reason"], rec["reason"]
+    assert rec["segment_count"] == 0  # nothing was cut, nothing grew past the limit
+    metrics = requests.get(f"{stack.api}/metrics", timeout=5).text
+    assert 'livedub_limit_stops_total{limit="keyframe"} 1.0' in metrics

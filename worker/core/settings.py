@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     max_hook_body_bytes: int = 16 * 1024
     # Streams dubbed at once (starting, live or draining); a publish over it is refused. 0: no limit.
     max_live_streams: int = Field(16, ge=0)
+    # An input that sends no keyframe for this many segment lengths is stopped (livedub cuts at keyframes;
+    # without them one segment would grow until the stream ends).
+    max_keyframe_gap_segments: float = Field(2.0, ge=1.0, le=10.0)
+    # An input over this bitrate (kbit/s, per segment) is stopped. 0: no limit.
+    max_input_kbps: int = Field(20000, ge=0)
     record_ttl_s: int = 24 * 3600
 
     # Pipeline. The output runs segment_seconds + latency_budget_s behind the input.

@@ -145,6 +145,17 @@ def takeover_shift(old_now_s: float, segment_s: float, margin_s: float = 1.0) ->
     return whole_samples(max(0, math.floor((old_now_s - margin_s) / segment_s)) * segment_s)
 
 
+def keyframe_overdue(progress_s: float, open_since_s: float, segment_s: float, max_segments: float) -> bool:
+    """Has the open segment (since ``open_since_s`` of the reader's clock) gone on for more than
+    ``max_segments`` segment lengths without a keyframe to cut at? Pure."""
+    return progress_s - open_since_s > max_segments * segment_s
+
+
+def segment_kbps(size_bytes: int, start_s: float, end_s: float) -> float:
+    """A segment's bitrate in kbit/s (its length at least one millisecond). Pure."""
+    return size_bytes * 8 / 1000 / max(end_s - start_s, 0.001)
+
+
 def matching_cut(t_s: float, cuts: list[float], tol_s: float = 0.0015) -> float | None:
     """The cut among ``cuts`` at ``t_s`` (keyframe times in ms, printed in µs; one tolerance), if any. Pure."""
     return next((c for c in cuts if abs(c - t_s) <= tol_s), None)

@@ -18,13 +18,12 @@ import redis
 
 from worker.core.models import StreamRecord, StreamState
 from worker.core.naming import rtmp_url, with_key
-from worker.core.segments import TERMINAL, Reason, ReasonCode, Segment, SegmentStatus
+from worker.core.segments import Segment
 from worker.core.settings import Settings
-from worker.media.commands import AUDIO_TRACK, PROGRESS, SEGMENT_LIST, segmenter_args
-from worker.media.parse import ListEntry, log_problems, parse_input_start, parse_segment_list, progress_out_time_s
+from worker.media.commands import AUDIO_TRACK, segmenter_args
 from worker.media.procs import ProcessRunner, stop_process
-from worker.media.run import NoVideo
 from worker.pipeline.ingest_outcome import JobOutcome, Stop, StopCause, job_outcome
+from worker.pipeline.reader_steps import ReaderSteps, log_tail, progress_s
 from worker.pipeline.supervisor import PUBLISHER, LeaseWatcher
 from worker.pipeline.takeover import ABANDONED, Handover, Successor, seam_wait_s
 from worker.state.registry import StreamRegistry
@@ -37,7 +36,7 @@ CUT_TOL_S = 0.0015  # cut times are keyframe times in ms, printed in µs
 __all__ = ["JobOutcome", "StreamJob"]
 
 
-class StreamJob:
+class StreamJob(ReaderSteps):
     def __init__(
         self,
         stream_id: str,
@@ -77,6 +76,7 @@ class StreamJob:
         self.listed = 0  # entries of the reader's segment list dealt with (registered or skipped)
         self.skip_before: float | None = None  # a successor skips what the old reader registered
         self.last_end: float | None = None  # this reader's last registered segment's end (its clock)
+        self.open_since: float | None = None  # where the segment being written began (its clock)
         self.epoch = 0  # resumes when this run began: a later re-publish takes the stream over
         self.shutdown = shutdown or threading.Event()
         self.monotonic = monotonic
@@ -146,7 +146,7 @@ class StreamJob:
         if stop.cause is StopCause.HANDED_OVER or (stop.cause is StopCause.SHUTDOWN and self.hand_over is not None):
             return self._hand_over(stop)
         outcome = job_outcome(stop, proc.returncode, self.first_seq + self.seen, self.seen,
-                              _tail(out_dir / "ffmpeg.log"))
+                              log_tail(out_dir / "ffmpeg.log"))
         self._record_outcome(outcome, lost=stop.cause is StopCause.LOST)
         self.registry.release(self.stream_id, self.holder)
         return outcome
@@ -175,7 +175,7 @@ class StreamJob:
         self.handover = Handover(
             self.registry, self.stream_id, send=self.hand_over, monotonic=self.monotonic,
             segment_s=(rec.segment_seconds if rec and rec.segment_seconds else self.settings.segment_seconds),
-            clock_now_s=_progress_s(out_dir) if out_dir else 0.0,
+            clock_now_s=progress_s(out_dir) if out_dir else 0.0,
             can_take_over=out_dir is not None and self.base_s is not None and self.last_end is not None
             and self.on_segment is not None)
         return self.handover
@@ -285,6 +285,7 @@ class StreamJob:
                 if self.last_end is not None:  # the new reader may have reached the last cut just now
                     handover.meet(self.last_end, self.first_seq + self.seen)
             self._scan(out_dir)
+            self._check_keyframes(out_dir, rec.segment_seconds or self.settings.segment_seconds)
             if self.fatal is not None:
                 return self.fatal
             if handover is not None and handover.overdue() and self.last_end is not None:
@@ -303,81 +304,27 @@ class StreamJob:
             self.sleep(POLL_S)
         return Stop(StopCause.STOPPED_BY_OPERATOR if interrupted else StopCause.INPUT_ENDED)
 
-    def _fail(self, seg: Segment, reason: Reason) -> None:
-        self.registry.update_segment(self.stream_id, seg.sequence, status=SegmentStatus.FAILED, **reason.fields())
-        self.registry.metrics.count("livedub_segments_total", status=SegmentStatus.FAILED)
-
-    def _fail_unprepared(self, segments: list[Segment]) -> None:
-        """Segments the dead worker registered but never finished preparing can't be published."""
-        for seg in segments:
-            if seg.fallback_piece is None and seg.status not in TERMINAL:
-                self._fail(seg, Reason(ReasonCode.LOST_WITH_WORKER,
-                                       "lost with its ingest worker before it was prepared"))
-
-    def _read_base(self, out_dir: Path) -> None:
-        """Note this reader's clock base (the input's start, from ffmpeg's log) for a takeover."""
-        try:
-            self.base_s = parse_input_start((out_dir / "ffmpeg.log").read_text(errors="replace")[:20000])
-        except FileNotFoundError:
-            return
-        if self.base_s is not None:
-            self.registry.set_fields(self.stream_id, reader_base_s=self.base_s)
-
-    @staticmethod
-    def _entries(out_dir: Path) -> list[ListEntry]:
-        try:
-            return parse_segment_list((out_dir / SEGMENT_LIST).read_text())
-        except FileNotFoundError:
-            return []
-
     def _scan(self, out_dir: Path) -> None:
         """Register the segments the reader completed since the last scan, and prepare each. Handing
         over, it stops at the seam; taking over, it skips what the old reader registered."""
-        if not self.live and _progress_s(out_dir) > 0:
+        if not self.live and progress_s(out_dir) > 0:
             self.live = self.registry.mark_live(self.stream_id, self.job_id)
         for entry in self._entries(out_dir)[self.listed :]:
             if self.handover is not None and (self.handover.seam is not None
                                               or self.handover.meet(entry.start_s, self.first_seq + self.seen)):
                 return  # the successor's reader has this segment
             self.listed += 1
+            self.open_since = entry.end_s
             if self.skip_before is not None and entry.start_s < self.skip_before - CUT_TOL_S:
                 continue
             seg = Segment(sequence=self.first_seq + self.seen, start_s=entry.start_s, end_s=entry.end_s,
                           file=self.store.key_of(out_dir / entry.file))
-            self.registry.add_segment(self.stream_id, seg, (out_dir / entry.file).stat().st_size)
+            size = (out_dir / entry.file).stat().st_size
+            self.registry.add_segment(self.stream_id, seg, size)
             self.seen += 1
+            self._check_bitrate(size, entry)
             self.last_end = entry.end_s
             if self.on_segment is not None:
                 self._prepare(seg)
             if self.handover is not None and self.handover.meet(entry.end_s, seg.sequence + 1):
                 return
-
-    def _prepare(self, seg: Segment) -> None:
-        assert self.on_segment is not None
-        try:
-            self.on_segment(seg)
-        except NoVideo as exc:
-            self.fatal = Stop(StopCause.FATAL, str(exc))
-            self._fail(seg, Reason(ReasonCode.NO_VIDEO, str(exc)))
-        except Exception as exc:
-            log.exception("%s: segment %d could not be prepared", self.stream_id, seg.sequence)
-            self._fail(seg, Reason(ReasonCode.PREPARE_FAILED, str(exc)))
-
-
-def _progress_s(out_dir: Path) -> float:
-    """How far the reader got, in its clock (0: no media yet)."""
-    try:
-        with open(out_dir / PROGRESS, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(f.tell() - 600, 0))
-            return progress_out_time_s(f.read().decode(errors="replace"))
-    except FileNotFoundError:
-        return 0.0
-
-
-def _tail(path: Path, n: int = 300) -> str:
-    try:
-        text = log_problems(path.read_text(errors="replace")).strip()
-    except OSError:
-        return "no log"
-    return text[-n:].replace("\n", " | ") or "no output"

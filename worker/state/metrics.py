@@ -33,6 +33,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "livedub_media_access_refused_total": ("Media-server publishes and reads refused, by action and reason.",
                                            ("action", "reason")),
     "livedub_api_auth_refused_total": ("Stream API requests refused for a missing or wrong token.", ("status",)),
+    "livedub_limit_stops_total": ("Streams stopped for breaking a limit on their input, by limit.", ("limit",)),
     "livedub_ingest_handovers_total": ("Ingest runs handed over by a worker shutting down (a redeploy).", ()),
     "livedub_publisher_handovers_total": ("Publishers handed over at a piece boundary by a worker shutting down.",
                                           ()),

@@ -1,0 +1,111 @@
+"""What an ingest run does with its reader's files, apart from the run's control flow: its clock base, its
+segment list, registering failures, preparing segments, and the limits on its input (keyframes, bitrate)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from worker.core.segments import TERMINAL, Reason, ReasonCode, Segment, SegmentStatus
+from worker.core.settings import Settings
+from worker.core.timing import keyframe_overdue, segment_kbps
+from worker.media.commands import PROGRESS, SEGMENT_LIST
+from worker.media.parse import ListEntry, log_problems, parse_input_start, parse_segment_list, progress_out_time_s
+from worker.media.run import NoVideo
+from worker.pipeline.ingest_outcome import Stop, StopCause
+from worker.state.registry import StreamRegistry
+
+log = logging.getLogger(__name__)
+
+
+class ReaderSteps:
+    """The steps of :class:`worker.pipeline.ingest.StreamJob` that work on one reader's output."""
+
+    stream_id: str
+    registry: StreamRegistry
+    settings: Settings
+    fatal: Stop | None
+    base_s: float | None
+    open_since: float | None
+    on_segment: Callable[[Segment], None] | None
+
+    def _limit(self, limit: str, text: str) -> None:
+        log.warning("%s: stopped: %s", self.stream_id, text)
+        self.registry.metrics.count("livedub_limit_stops_total", limit=limit)
+        self.fatal = self.fatal or Stop(StopCause.FATAL, text)
+
+    def _check_keyframes(self, out_dir: Path, segment_s: float) -> None:
+        """An input with no keyframe for a few segment lengths is stopped with the reason."""
+        progress = progress_s(out_dir)
+        if self.open_since is None:
+            self.open_since = progress if progress > 0 else None  # the first media this reader got
+            return
+        limit = self.settings.max_keyframe_gap_segments
+        if keyframe_overdue(progress, self.open_since, segment_s, limit):
+            self._limit("keyframe", f"the input sent no keyframe for {progress - self.open_since:.0f}s (over "
+                                    f"{limit:g} segments of {segment_s:g}s): livedub cuts at keyframes; set the "
+                                    "encoder's keyframe interval to 2 s")
+
+    def _check_bitrate(self, size: int, entry: ListEntry) -> None:
+        kbps, limit = segment_kbps(size, entry.start_s, entry.end_s), self.settings.max_input_kbps
+        if limit and kbps > limit:
+            self._limit("bitrate", f"the input's bitrate ({kbps:.0f} kbit/s) is over the limit of {limit} kbit/s "
+                                   "(LIVEDUB_MAX_INPUT_KBPS)")
+
+    def _fail(self, seg: Segment, reason: Reason) -> None:
+        self.registry.update_segment(self.stream_id, seg.sequence, status=SegmentStatus.FAILED, **reason.fields())
+        self.registry.metrics.count("livedub_segments_total", status=SegmentStatus.FAILED)
+
+    def _fail_unprepared(self, segments: list[Segment]) -> None:
+        """Segments the dead worker registered but never finished preparing can't be published."""
+        for seg in segments:
+            if seg.fallback_piece is None and seg.status not in TERMINAL:
+                self._fail(seg, Reason(ReasonCode.LOST_WITH_WORKER,
+                                       "lost with its ingest worker before it was prepared"))
+
+    def _read_base(self, out_dir: Path) -> None:
+        """Note this reader's clock base (the input's start, from ffmpeg's log) for a takeover."""
+        try:
+            self.base_s = parse_input_start((out_dir / "ffmpeg.log").read_text(errors="replace")[:20000])
+        except FileNotFoundError:
+            return
+        if self.base_s is not None:
+            self.registry.set_fields(self.stream_id, reader_base_s=self.base_s)
+
+    @staticmethod
+    def _entries(out_dir: Path) -> list[ListEntry]:
+        try:
+            return parse_segment_list((out_dir / SEGMENT_LIST).read_text())
+        except FileNotFoundError:
+            return []
+
+    def _prepare(self, seg: Segment) -> None:
+        assert self.on_segment is not None
+        try:
+            self.on_segment(seg)
+        except NoVideo as exc:
+            self.fatal = Stop(StopCause.FATAL, str(exc))
+            self._fail(seg, Reason(ReasonCode.NO_VIDEO, str(exc)))
+        except Exception as exc:
+            log.exception("%s: segment %d could not be prepared", self.stream_id, seg.sequence)
+            self._fail(seg, Reason(ReasonCode.PREPARE_FAILED, str(exc)))
+
+
+def progress_s(out_dir: Path) -> float:
+    """How far the reader got, in its clock (0: no media yet)."""
+    try:
+        with open(out_dir / PROGRESS, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(f.tell() - 600, 0))
+            return progress_out_time_s(f.read().decode(errors="replace"))
+    except FileNotFoundError:
+        return 0.0
+
+
+def log_tail(path: Path, n: int = 300) -> str:
+    try:
+        text = log_problems(path.read_text(errors="replace")).strip()
+    except OSError:
+        return "no log"
+    return text[-n:].replace("\n", " | ") or "no output"
