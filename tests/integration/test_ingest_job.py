@@ -206,3 +206,14 @@ def test_an_input_with_no_keyframe_for_two_segments_is_stopped_with_the_reason(e
         reader.close()
     assert outcome.state is StreamState.FAILED and "no keyframe for 13s" in outcome.reason
     assert reg.metrics.snapshot()[0]["livedub_limit_stops_total|limit=keyframe"] == 1
+
+
+def test_a_stream_over_its_disk_quota_is_stopped_with_the_reason(tmp_path, redis_url):
+    env = fresh_pipeline(redis_url, tmp_path, max_stream_disk_mb=1, max_input_kbps=0)
+    reader = FakeReader([(0, 0.0, 6.0)], polls=1000, payload=bytes(range(256)) * 8192)  # 2 MB on disk
+    try:
+        outcome = make_job(env, reader)[0].run()
+    finally:
+        reader.close()
+    assert outcome.state is StreamState.FAILED and "disk quota: 2 MB of 1 MB" in outcome.reason, outcome.reason
+    assert env[0].metrics.snapshot()[0]["livedub_limit_stops_total|limit=disk"] == 1

@@ -73,3 +73,16 @@ def test_livedub_worker_serves_its_pool(redis_url):
     text = log.read().decode(errors="replace")
     assert code == 0, text[-2000:]  # a warm shutdown on SIGTERM
     assert "celery@" in text or "Connected to" in text, text[-2000:]  # it logs at info, as compose runs it
+
+
+def test_the_consumed_part_of_the_audio_track_leaves_the_disk_and_the_rest_stays_in_place(tmp_path):
+    from worker.pipeline.prepare import release_before
+
+    track = tmp_path / "audio.pcm"
+    track.write_bytes(bytes(range(256)) * 16384)  # 4 MiB
+    before = track.stat().st_blocks
+    release_before(track, 3 * 2**20)
+    assert track.stat().st_size == 4 * 2**20  # offsets stay valid
+    assert track.stat().st_blocks <= before // 4 + 16  # three quarters freed
+    data = track.read_bytes()
+    assert data[: 3 * 2**20] == bytes(3 * 2**20) and data[3 * 2**20 :] == bytes(range(256)) * 4096

@@ -222,3 +222,21 @@ def test_an_unreadable_dubbed_piece_goes_out_as_its_fallback_and_an_unreadable_p
     assert [(s.status, s.reason_code) for s in segs] == [
         (SegmentStatus.FALLBACK, ReasonCode.STORE_UNAVAILABLE), (SegmentStatus.FAILED, ReasonCode.STORE_UNAVAILABLE),
         (SegmentStatus.PROCESSED, None)]
+
+
+def test_a_published_segments_files_are_removed_after_the_grace(env):
+    reg, store, settings, clock, job = env
+    job_dir = store.work_dir("s", job)
+    for seq, deadline in ((0, 1007.7), (1, 1013.7), (2, 1019.7)):
+        add(reg, store, job, seq, deadline, ready=seq == 0)  # 1 and 2 go out late, at their deadlines
+        for name in (f"seg{seq}", f"orig_{seq:05d}.pcm", f"fit_{seq:05d}.pcm", f"dub_{seq:05d}.wav"):
+            (job_dir / name).write_bytes(b"x")
+    reg.end_input("s", job, 0, 3, "input ended", StreamState.DRAINING)
+    reg.set_fields("s", stop_requested=1)
+    settings = settings.model_copy(update={"keep_published_s": 10.0})
+    assert run(reg, store, settings, clock, job, FakeFfmpeg(clock)) == "all pieces published"
+    left = sorted(p.name for p in job_dir.iterdir() if not p.name.startswith("."))
+    # segment 0 went out at ~1000 s, segment 1 at ~1013.7 s: 0's files were removed then; 1 and 2 are
+    # within the grace when the stream ended (the job's expiry takes them)
+    assert not [n for n in left if n.endswith("00000.pcm") or n.endswith("00000.ts") or n == "seg0"], left
+    assert {"seg1", "fallback_00001.ts", "orig_00001.pcm", "seg2"} <= set(left)

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     store_access_key: str | None = None
     store_secret_key: SecretStr | None = None
     store_ttl_s: int = 3600
+    # A published segment's files are removed this long after its piece went out.
+    keep_published_s: float = Field(30.0, ge=0)
+    # A stream whose files on its ingest host's disk pass this is stopped (MB; 0: no limit).
+    max_stream_disk_mb: int = Field(2048, ge=0)
 
     segment_seconds: float = Field(6.0, gt=0.5, le=60)
     heartbeat_interval_s: float = Field(2.0, gt=0)

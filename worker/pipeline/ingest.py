@@ -31,7 +31,8 @@ from worker.state.store import SegmentStore
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2
-CUT_TOL_S = 0.0015  # cut times are keyframe times in ms, printed in µs
+CUT_TOL_S = 0.0015
+SWEEP_INTERVAL_S = 60.0  # cut times are keyframe times in ms, printed in µs
 
 __all__ = ["JobOutcome", "StreamJob"]
 
@@ -247,7 +248,7 @@ class StreamJob(ReaderSteps):
 
     def _watch(self, proc: subprocess.Popen[bytes], out_dir: Path) -> Stop:
         """Poll until ffmpeg exits: heartbeat, segments, stop requests and the publisher's health."""
-        next_beat = 0.0
+        next_beat = next_sweep = 0.0
         draining_since: float | None = None
         interrupted = False
         redis_down_since: float | None = None
@@ -273,6 +274,11 @@ class StreamJob(ReaderSteps):
                     return Stop(StopCause.SUPERSEDED)
                 self.registry.set_fields(self.stream_id, heartbeat_at=self.registry.clock())
                 next_beat = now + self.settings.heartbeat_interval_s
+                self._check_disk(out_dir)
+                if now >= next_sweep:  # the job's own files expire a TTL after its last beat; others' are swept
+                    self.store.expire(self.stream_id, self.job_id, self.settings.store_ttl_s)
+                    self.store.sweep()
+                    next_sweep = now + SWEEP_INTERVAL_S
                 if self.publisher_watch is not None and self.first_seq + self.seen:
                     self.publisher_watch.check(rec.publisher_heartbeat_at)
             if self.base_s is None:

@@ -8,7 +8,9 @@ always has something for every deadline. Each step is a function of its own; the
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +73,26 @@ def copy_samples(track: Path, b0: int, b1: int, dest: Path) -> None:
             pad -= min(CHUNK_BYTES, pad)
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+PUNCH_HOLE = 0x01 | 0x02  # FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
+
+
+def release_before(track: Path, upto_bytes: int) -> None:
+    """Free the disk blocks of the continuous track before ``upto_bytes`` (already cut into segments):
+    offsets stay valid, the file stays its size, the disk holds only what is still to be read. Where the
+    filesystem cannot punch holes, nothing happens."""
+    if upto_bytes <= 0:
+        return
+    try:
+        fd = os.open(track, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        _libc.fallocate(fd, PUNCH_HOLE, ctypes.c_long(0), ctypes.c_long(upto_bytes))
+    finally:
+        os.close(fd)
+
+
 class SegmentPreparer:
     def __init__(
         self, stream_id: str, job_id: str, out_dir: Path, *, registry: StreamRegistry, store: SegmentStore,
@@ -99,6 +121,7 @@ class SegmentPreparer:
         orig_path = self.out_dir / f"orig_{seg.sequence:05d}.pcm"
         self.wait_for_audio(plan.b1)
         copy_samples(self.out_dir / AUDIO_TRACK, plan.b0, plan.b1, orig_path)
+        release_before(self.out_dir / AUDIO_TRACK, plan.b0 * FRAME_BYTES)  # earlier samples are never read again
         extract_s = self.clock() - completed_at
         av_start, av_end = planned_av_offsets_ms(local, plan.b0, plan.b1)
         self.registry.update_segment(self.stream_id, seg.sequence, start_s=plan.start_s, end_s=plan.end_s,

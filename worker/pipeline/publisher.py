@@ -8,6 +8,7 @@ each step is decided by :func:`worker.pipeline.publishing.decide`.
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import signal
@@ -28,7 +29,8 @@ from worker.media.commands import publisher_args
 from worker.media.pipewriter import PipeWriter
 from worker.media.procs import ProcessRunner, stop_process
 from worker.media.progress import ProgressLog, wall_at
-from worker.pipeline.publishing import Action, Choice, decide, resume_point
+from worker.pipeline.publishing import Action, Choice, decide, resume_point, stored_files
+from worker.pipeline.sts_fragment import DUB_FORMATS
 from worker.pipeline.supervisor import INGEST, LeaseWatcher
 from worker.state.registry import Lease, StreamRegistry
 from worker.state.store import SegmentStore, StoreError
@@ -47,6 +49,7 @@ class EndCause(enum.Enum):
 
 
 FeedEnd = Because[EndCause]
+DUB_EXTENSIONS = tuple(sorted(set(DUB_FORMATS.values())))
 
 
 class Publisher:
@@ -73,6 +76,17 @@ class Publisher:
         self.progress: ProgressLog | None = None
         self.pending: list[tuple[float, float]] = []  # (media start, input wall time) of pieces not yet out
         self.first_start: float | None = None
+        self.retired: collections.deque[tuple[float, list[str]]] = collections.deque()  # (remove at, keys)
+
+    def _retire(self, seg: Segment) -> None:
+        """Remove the files of segments published more than ``keep_published_s`` ago; queue this one's."""
+        now = self.clock()
+        self.retired.append((now + self.settings.keep_published_s, stored_files(seg, DUB_EXTENSIONS)))
+        while self.retired and self.retired[0][0] <= now:
+            try:
+                self.store.remove(self.retired.popleft()[1])
+            except StoreError as exc:  # the job's expiry removes them later
+                log.warning("%s: could not remove published files: %s", self.stream_id, exc)
 
     def _record(self) -> StreamRecord | None:
         return self.registry.get(self.stream_id, with_segments=False)
@@ -292,6 +306,7 @@ class Publisher:
         self.registry.update_segment(self.stream_id, seg.sequence, status=choice.status, published_at=self.clock(),
                                      timings_ms={"publish_slack": slack * 1000}, **reason)
         self.registry.incr(self.stream_id, "published_count")
+        self._retire(seg)
         self.registry.metrics.count("livedub_segments_total", status=choice.status)
         if choice.status is SegmentStatus.PROCESSED:
             self.registry.metrics.count("media_service_worker_segments_processed_total", type="audio")

@@ -35,6 +35,15 @@ def choose(seg: Segment, now: float) -> Choice | None:
     return None
 
 
+def stored_files(seg: Segment, dub_extensions: tuple[str, ...]) -> list[str]:
+    """Every key a segment's chain may have put in the store (its cut, original audio, fallback, fit, dub and
+    piece): what is removed once the segment is published and a grace has passed. Pure."""
+    folder, seq = seg.file.rsplit("/", 1)[0], f"{seg.sequence:05d}"
+    names = [f"orig_{seq}.pcm", f"fallback_{seq}.ts", f"fit_{seq}.pcm", f"piece_{seq}.ts",
+             *(f"dub_{seq}.{ext}" for ext in dub_extensions)]
+    return [seg.file, *(f"{folder}/{n}" for n in names)]
+
+
 class Action(enum.Enum):
     FEED = "feed"  # write the chosen piece, go on with the next segment
     WAIT = "wait"  # nothing to decide yet: look again after wait_s

@@ -47,6 +47,20 @@ class ReaderSteps:
                                     f"{limit:g} segments of {segment_s:g}s): livedub cuts at keyframes; set the "
                                     "encoder's keyframe interval to 2 s")
 
+    def _check_disk(self, out_dir: Path) -> None:
+        """A stream whose files on this host pass its quota is stopped with the reason."""
+        limit_mb = self.settings.max_stream_disk_mb
+        job_dir = out_dir.parent if out_dir.name.startswith("part") else out_dir
+        used = 0
+        for f in job_dir.rglob("*"):
+            try:
+                used += f.stat().st_blocks * 512 if f.is_file() else 0
+            except FileNotFoundError:  # removed meanwhile (a published segment's)
+                continue
+        if limit_mb and used > limit_mb * 1024 * 1024:
+            self._limit("disk", f"the stream's files passed its disk quota: {used / 2**20:.0f} MB of {limit_mb} MB "
+                                "(LIVEDUB_MAX_STREAM_DISK_MB)")
+
     def _check_bitrate(self, size: int, entry: ListEntry) -> None:
         kbps, limit = segment_kbps(size, entry.start_s, entry.end_s), self.settings.max_input_kbps
         if limit and kbps > limit:

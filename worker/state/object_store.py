@@ -117,6 +117,15 @@ class ObjectSegmentStore:
         for p in paths:
             p.unlink(missing_ok=True)
 
+    def remove(self, keys: list[str]) -> None:
+        """Delete stored objects (a published segment's); missing ones are fine."""
+        try:
+            errors = list(self.client.remove_objects(self.loc.bucket, (DeleteObject(self._name(k)) for k in keys)))
+        except FAULTS as exc:
+            raise StoreError(f"remove: {exc}") from exc
+        if errors:
+            raise StoreError(f"remove: {errors[0]}")
+
     def expire(self, stream_id: str, job_id: str, ttl_s: float) -> None:
         due = repr(self.clock() + ttl_s).encode()
         name = f"{self.loc.prefix}{_EXPIRES}{check_key(f'{stream_id}/{job_id}/x').rsplit('/', 1)[0]}"

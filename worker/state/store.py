@@ -64,6 +64,7 @@ class SegmentStore(Protocol):
     def open(self, key: str) -> BinaryIO: ...
     def read(self, key: str) -> bytes: ...
     def discard(self, *paths: Path) -> None: ...
+    def remove(self, keys: list[str]) -> None: ...
     def expire(self, stream_id: str, job_id: str, ttl_s: float) -> None: ...
     def sweep(self) -> int: ...
 
@@ -108,6 +109,11 @@ class LocalSegmentStore:
 
     def discard(self, *paths: Path) -> None:
         """Work files that are in the store already: kept (they are the store)."""
+
+    def remove(self, keys: list[str]) -> None:
+        """Delete stored files (a published segment's); missing ones are fine."""
+        for key in keys:
+            self.path(key).unlink(missing_ok=True)
 
     def expire(self, stream_id: str, job_id: str, ttl_s: float) -> None:
         """Mark a job's files for deletion ``ttl_s`` from now (stream end + TTL)."""
