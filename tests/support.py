@@ -273,7 +273,7 @@ def wait_gone(procs: list[psutil.Process], timeout_s: float = 10) -> list[psutil
 
 
 @contextmanager
-def sts_server(*args: str, token: str | None = "sts-test-token", port: int | None = None) -> Iterator[str]:
+def sts_server(*args: str, token: str | None = "sts-test-token-0123", port: int | None = None) -> Iterator[str]:
     """`livedub sts` as a real process (on a free port unless given); yields its URL. Its output goes to a
     file, never a pipe nobody reads (a chatty server would block on a full pipe)."""
     port = port or free_port()

@@ -1,6 +1,7 @@
 """The compose deployment can't run here (no Docker engine), so its files are checked against the code."""
 
 import re
+import secrets
 from pathlib import Path
 
 import pytest
@@ -55,13 +56,19 @@ def test_env_vars_are_settings_and_required_ones_are_set():
 
 
 def test_published_ports_do_not_clash():
-    host_ports = [p.split(":")[0] for svc in services().values() for p in svc.get("ports", [])]
+    host_ports = [p.rsplit(":", 1)[0] for svc in services().values() for p in svc.get("ports", [])]
     assert len(host_ports) == len(set(host_ports))
+    # only what broadcasters and viewers use is public; the API and the dashboards are on this host only
+    public = {p.split(":")[0] for p in host_ports if not p.startswith("127.0.0.1:")}
+    assert public == {"1935", "8888"}, host_ports
+    redis_svc = services()["redis"]
+    assert redis_svc["networks"] == ["backend"] and "ports" not in redis_svc
+    assert "--requirepass" in " ".join(redis_svc["command"]) and "--maxmemory" in " ".join(redis_svc["command"])
     assert "8889" not in host_ports and MEDIAMTX["webrtc"] is False
 
 
 def test_mediamtx_hooks_target_real_routes_with_the_secret():
-    app = create_app({"SETTINGS": load_settings(hook_secret="x", redis_url="redis://127.0.0.1:1/0",
+    app = create_app({"SETTINGS": load_settings(hook_secret="x-hook-secret-0123", redis_url="redis://127.0.0.1:1/0",
                                                 reconcile_interval_s=0)})
     rules = {r.rule for r in app.url_map.iter_rules()}
     script = (ROOT / "compose" / "mediamtx-hook.sh").read_text()
@@ -233,7 +240,9 @@ def compose_config(tmp_path):
 
     work = tmp_path / "compose"
     shutil.copytree(ROOT / "compose", work)
-    shutil.copy(ROOT / "compose" / ".env.example", work / ".env")
+    # as a user does: every placeholder secret replaced (livedub refuses them at start)
+    example = (ROOT / "compose" / ".env.example").read_text()
+    (work / ".env").write_text(re.sub(r"=change-me[\w-]*", lambda _: "=" + secrets.token_urlsafe(24), example))
     plugin = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0 \
         if shutil.which("docker") else False
     tool = ["docker", "compose"] if plugin else [shutil.which("docker-compose") or "docker-compose"]

@@ -10,10 +10,10 @@ from api import create_app
 from worker.core.settings import load_settings
 
 pytestmark = pytest.mark.integration
-SECRET = "t0ps3cret"
+SECRET = "t0ps3cret-0123456"
 H = {"X-Livedub-Secret": SECRET}
-OPERATOR = "operator-token"
-INTERNAL = "internal-key"
+OPERATOR = "operator-token-0123"
+INTERNAL = "internal-key-0123"
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def client(redis_url, r):
 
 def app_settings(redis_url, **kw):
     return load_settings(**{"redis_url": redis_url, "hook_secret": SECRET, "reconcile_interval_s": 0,
-                            "operator_token": OPERATOR, "viewer_token": "viewer-token", "internal_key": INTERNAL,
+                            "operator_token": OPERATOR, "viewer_token": "viewer-token-0123", "internal_key": INTERNAL,
                             "open_publishing": True, **kw})
 
 

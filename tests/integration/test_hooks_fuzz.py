@@ -14,7 +14,7 @@ from worker.core.naming import STREAM_ID_RE
 from worker.core.settings import load_settings
 
 pytestmark = pytest.mark.integration
-SECRET = "fuzz-secret"
+SECRET = "fuzz-secret-0123456"
 H = {"X-Livedub-Secret": SECRET}
 
 

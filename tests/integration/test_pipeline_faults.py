@@ -8,7 +8,7 @@ from worker.devstack.samples import make_video
 from worker.media.analyze import analyze_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-TOKEN = "sts-test-token"
+TOKEN = "sts-test-token-0123"
 
 
 

@@ -33,7 +33,7 @@ def test_offline_engine_dubs_real_speech(tmp_path):
         wait_until(loaded, 60, 0.2, "the Whisper model to load")
         health = requests.get(f"{url}/health", timeout=5).json()
         assert health["engine"] == "offline" and "eng-spa" in health["models"]["mt"]["modes"]
-        with StsClient(url, token="sts-test-token") as c:
+        with StsClient(url, token="sts-test-token-0123") as c:
             c.init_stream(StreamInit(stream_id="off"))
             c.send_fragment(FragmentData(fragment_id="o0", stream_id="off", sequence_number=0, audio=AudioIn(
                 format="wav", sample_rate_hz=22050, channels=1, duration_ms=wav_duration_ms(raw), data=raw)))

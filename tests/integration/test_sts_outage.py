@@ -15,7 +15,7 @@ from worker.media.analyze import analyze_file
 from worker.media.procs import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
-TOKEN = "sts-test-token"
+TOKEN = "sts-test-token-0123"
 
 
 def test_sts_down_for_30s_mid_stream(tmp_path, media_dir):

@@ -14,7 +14,7 @@ from worker.sts.client import StsClient, StsError
 from worker.sts.protocol import AudioIn, FragmentData, StreamConfig, StreamInit
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-TOKEN = "sts-test-token"
+TOKEN = "sts-test-token-0123"
 PCM = b"\x01\x00" * 16000  # 1 s of 16 kHz mono
 
 

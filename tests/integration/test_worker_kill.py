@@ -73,9 +73,9 @@ def slow_stack(tmp_path_factory):
     wrapper = tmp / "ffmpeg-slow"
     wrapper.write_text(SLOW_FFMPEG)
     wrapper.chmod(0o755)
-    with sts_server("--engine", "echo", "--echo-delay-factor", "0.25", token="kill-token") as sts_url, \
+    with sts_server("--engine", "echo", "--echo-delay-factor", "0.25", token="kill-token-0123456") as sts_url, \
             local_stack(tmp / "run", "--sts-url", sts_url,
-                        env={"LIVEDUB_STS_TOKEN": "kill-token", "LIVEDUB_FFMPEG_BIN": str(wrapper),
+                        env={"LIVEDUB_STS_TOKEN": "kill-token-0123456", "LIVEDUB_FFMPEG_BIN": str(wrapper),
                              "LIVEDUB_LATENCY_BUDGET_S": "14"}) as s:
         yield s
 

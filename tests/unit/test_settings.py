@@ -4,15 +4,15 @@ from worker.core.settings import load_settings
 
 
 def test_secret_from_env(monkeypatch):
-    monkeypatch.setenv("LIVEDUB_HOOK_SECRET", "abc")
-    assert load_settings().require_hook_secret() == "abc"
+    monkeypatch.setenv("LIVEDUB_HOOK_SECRET", "abc-0123456789abcdef")
+    assert load_settings().require_hook_secret() == "abc-0123456789abcdef"
 
 
 def test_secret_from_file(tmp_path, monkeypatch):
     monkeypatch.delenv("LIVEDUB_HOOK_SECRET", raising=False)
     f = tmp_path / "s"
-    f.write_text("fromfile\n")
-    assert load_settings(hook_secret_file=f).require_hook_secret() == "fromfile"
+    f.write_text("fromfile-0123456789\n")
+    assert load_settings(hook_secret_file=f).require_hook_secret() == "fromfile-0123456789"
 
 
 def test_no_secret_refuses_unless_insecure(monkeypatch):
@@ -23,5 +23,13 @@ def test_no_secret_refuses_unless_insecure(monkeypatch):
 
 
 def test_secret_is_not_in_repr(monkeypatch):
-    monkeypatch.setenv("LIVEDUB_HOOK_SECRET", "topsecret")
-    assert "topsecret" not in repr(load_settings())
+    monkeypatch.setenv("LIVEDUB_HOOK_SECRET", "topsecret-0123456789")
+    assert "topsecret-0123456789" not in repr(load_settings())
+
+
+def test_placeholder_and_short_secrets_are_refused_at_start():
+    with pytest.raises(ValueError, match="placeholder"):
+        load_settings(hook_secret="change-me-to-a-long-random-string")
+    with pytest.raises(ValueError, match="shorter than 16"):
+        load_settings(operator_token="short")
+    assert load_settings(internal_key="a" * 16).internal_key_value() == "a" * 16

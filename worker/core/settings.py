@@ -13,6 +13,22 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MediaServerKind = Literal["nginx-rtmp", "mediamtx"]
 
 
+SECRETS = ("hook_secret", "sts_token", "operator_token", "viewer_token", "internal_key", "store_secret_key")
+MIN_SECRET_LEN = 16
+
+
+def check_secret(name: str, secret: SecretStr | None) -> None:
+    """Refuse, at start, a secret left at .env.example's placeholder or too short to resist guessing."""
+    value = secret.get_secret_value() if secret is not None else ""
+    if not value:
+        return
+    if value.startswith("change-me"):
+        raise ValueError(f"LIVEDUB_{name.upper()} is still the placeholder from .env.example: set a random one "
+                         "(python -c 'import secrets; print(secrets.token_urlsafe(24))')")
+    if len(value) < MIN_SECRET_LEN:
+        raise ValueError(f"LIVEDUB_{name.upper()} is shorter than {MIN_SECRET_LEN} characters")
+
+
 class Settings(BaseSettings):
     """Deployment settings. ``.env.example`` in ``compose/`` lists every one of them."""
 
@@ -123,6 +139,8 @@ class Settings(BaseSettings):
             path = getattr(self, f"{name}_file")
             if getattr(self, name) is None and path is not None:
                 setattr(self, name, SecretStr(path.read_text().strip()))
+        for name in SECRETS:
+            check_secret(name, getattr(self, name))
         return self
 
     @staticmethod
