@@ -35,10 +35,11 @@ def settings() -> Settings:
 
 
 def require_secret() -> None:
-    """401 unless the request carries the shared secret (header, or ``?secret=`` for nginx-rtmp)."""
+    """401 unless the request carries the shared secret: a header, a ``hook_secret`` form field (the MediaMTX
+    hook script: the body, not its command line), or ``?secret=`` (nginx-rtmp can send nothing else)."""
     expected = current_app.config["HOOK_SECRET"]
     if expected is None:
         return
-    given = request.headers.get(SECRET_HEADER) or request.args.get("secret") or ""
+    given = request.headers.get(SECRET_HEADER) or request.form.get("hook_secret") or request.args.get("secret") or ""
     if not hmac.compare_digest(given.encode(), expected.encode()):
         abort(401, description="missing or wrong hook secret")

@@ -1,6 +1,7 @@
 """The local stack as a user runs it: `livedub up`, a real publisher, real nginx-rtmp, workers."""
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -75,12 +76,23 @@ def test_operator_stop_ends_the_stream_and_its_reader(stack, video_20s):
         pub.wait()
 
 
-def test_mediamtx_hook_script_drives_the_api(stack):
-    env = {**os.environ, "LIVEDUB_API_URL": stack.api, "LIVEDUB_HOOK_SECRET_FILE": stack.state["hook_secret_file"],
+def test_mediamtx_hook_script_drives_the_api(stack, tmp_path):
+    # curl and wget as the script finds them, recording their arguments: the secret must not be among them
+    spy = tmp_path / "bin"
+    spy.mkdir()
+    for tool in ("curl", "wget"):
+        real = shutil.which(tool)
+        if real:
+            (spy / tool).write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/argv.log\nexec {real} "$@"\n')
+            (spy / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{spy}:{os.environ['PATH']}", "LIVEDUB_API_URL": stack.api,
+           "LIVEDUB_HOOK_SECRET_FILE": stack.state["hook_secret_file"],
            "MTX_PATH": "live/mtx1/in", "MTX_SOURCE_TYPE": "rtmpConn", "MTX_SOURCE_ID": "x&y=z",
            "MTX_QUERY": "a=1&b=caf\u00e9"}
     out = subprocess.run(["sh", str(HOOK), "ready"], env=env, capture_output=True, timeout=20)
     assert out.returncode == 0, out.stderr
+    argv = (tmp_path / "argv.log").read_text()
+    assert "/v1/hooks/mediamtx/ready" in argv and stack.secret not in argv
     assert stack.stream("mtx1")["source"] == "mediamtx:rtmpConn"
     out = subprocess.run(["sh", str(HOOK), "not-ready"], env=env, capture_output=True, timeout=20)
     assert out.returncode == 0, out.stderr

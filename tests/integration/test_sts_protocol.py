@@ -20,7 +20,8 @@ PCM = b"\x01\x00" * 16000  # 1 s of 16 kHz mono
 
 @pytest.fixture(scope="module")
 def url():
-    with sts_server("--engine", "echo", "--workers", "3", "--max-audio-mb", "0.5") as u:
+    with sts_server("--engine", "echo", "--workers", "3", "--max-audio-mb", "0.5",
+                    "--max-streams-per-connection", "20") as u:
         yield u
 
 
@@ -278,3 +279,12 @@ def test_flood_of_1000_fragments_leaves_other_streams_unaffected(url):
     print(f"calm stream p50/p95 ms before {percentile(before, 50):.1f}/{percentile(before, 95):.1f}, "
           f"during flood {percentile(during, 50):.1f}/{percentile(during, 95):.1f}")
     assert percentile(during, 95) < max(10 * percentile(before, 95), 250)
+
+
+def test_one_connection_cannot_open_streams_without_end(client):
+    for i in range(20):
+        client.init_stream(StreamInit(stream_id=f"many{i}", worker_id="w1"))
+    raw_err = raw_error(client, "stream:init", StreamInit(stream_id="many20", worker_id="w1").to_wire())
+    assert raw_err.code == "TOO_MANY_STREAMS", raw_err
+    client.end_stream("many0", 5)
+    client.init_stream(StreamInit(stream_id="many20", worker_id="w1"))  # room again

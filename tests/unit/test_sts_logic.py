@@ -146,3 +146,14 @@ def test_language_and_voice_checks():
 ])
 def test_wer(ref, hyp, expected):
     assert wer(ref, hyp) == pytest.approx(expected)
+
+
+def test_fair_queue_is_bounded_in_bytes_too():
+    q = FairQueue(100, capacity_bytes=1000)
+    q.put("a", "a0", 600)
+    with pytest.raises(QueueFull, match="MiB of audio"):
+        q.put("b", "b0", 500)
+    q.put("b", "b1", 400)
+    assert q.pop() == ("a", "a0") and q.bytes == 400
+    q.put("b", "b2", 500)
+    assert q.drop("b") == ["b1", "b2"] and q.bytes == 0 and q.size == 0

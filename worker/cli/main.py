@@ -146,6 +146,8 @@ def worker(pool: str, concurrency: int | None, celery_args: tuple[str, ...]) -> 
 @click.option("--workers", type=int, default=1, show_default=True, help="Engine threads.")
 @click.option("--queue-capacity", type=int, default=64, show_default=True)
 @click.option("--max-audio-mb", type=float, default=10.0, show_default=True)
+@click.option("--queue-mb", type=float, default=256.0, show_default=True, help="The work queue's bound in audio MB.")
+@click.option("--max-streams-per-connection", type=int, default=64, show_default=True)
 @click.option("--echo-delay-factor", type=float, default=0.0, help="echo: take this times real time.")
 @click.option("--echo-delay", "echo_delays", multiple=True, metavar="SEQ=MS",
               help="echo: delay fragment SEQ by MS milliseconds (fault drills); repeatable.")
@@ -153,7 +155,8 @@ def worker(pool: str, concurrency: int | None, celery_args: tuple[str, ...]) -> 
 @click.option("--device", default="cpu", show_default=True, help="offline: cpu or cuda.")
 @click.option("--compute-type", default="int8", show_default=True, help="offline: int8, float16, ...")
 def sts(engine: str, host: str, port: int, namespace: str, token_file: Path | None, insecure: bool, workers: int,
-        queue_capacity: int, max_audio_mb: float, echo_delay_factor: float, echo_delays: tuple[str, ...],
+        queue_capacity: int, max_audio_mb: float, queue_mb: float, max_streams_per_connection: int,
+        echo_delay_factor: float, echo_delays: tuple[str, ...],
         model_dir: str | None, device: str, compute_type: str) -> None:
     """Run the speech-to-speech Socket.IO service. Exits non-zero when the engine cannot load its models."""
     import asyncio
@@ -172,7 +175,8 @@ def sts(engine: str, host: str, port: int, namespace: str, token_file: Path | No
     eng = make_engine(engine, delay_factor=echo_delay_factor, delays=delays, model_dir=model_dir, device=device,
                       compute_type=compute_type)
     server = StsServer(eng, token, namespace=namespace, workers=workers, queue_capacity=queue_capacity,
-                       max_audio_bytes=int(max_audio_mb * 1024 * 1024))
+                       max_audio_bytes=int(max_audio_mb * 1024 * 1024), queue_bytes=int(queue_mb * 1024 * 1024),
+                       max_sessions_per_connection=max_streams_per_connection)
     click.echo(f"livedub sts: engine={engine} namespace={namespace} on http://{host}:{port}")
     failure = asyncio.run(serve(server, host, port))
     if failure is not None:

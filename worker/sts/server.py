@@ -49,13 +49,15 @@ MONITOR_ROOM = "monitor"
 
 class StsServer:
     def __init__(self, engine: Engine, token: str | None, namespace: str = DEFAULT_NAMESPACE, workers: int = 1,
-                 queue_capacity: int = 64, max_audio_bytes: int = 10 * 1024 * 1024) -> None:
+                 queue_capacity: int = 64, max_audio_bytes: int = 10 * 1024 * 1024,
+                 queue_bytes: int = 256 * 1024 * 1024, max_sessions_per_connection: int = 64) -> None:
         self.engine = engine
         self.token = token
         self.ns = namespace
         self.workers = workers
         self.max_audio_bytes = max_audio_bytes
-        self.queue = FairQueue(queue_capacity)
+        self.queue = FairQueue(queue_capacity, queue_bytes)
+        self.max_sessions = max_sessions_per_connection  # streams one connection may hold open
         self.sessions: dict[Key, StreamSession] = {}
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sts-engine")
         self.cond: asyncio.Condition | None = None
@@ -168,6 +170,10 @@ class StsServer:
             return
         key = (sid, init.stream_id)
         old = self.sessions.get(key)
+        if old is None and sum(1 for k in self.sessions if k[0] == sid) >= self.max_sessions:
+            await self._error(sid, "TOO_MANY_STREAMS", f"this connection has {self.max_sessions} streams open "
+                              "(stream:end one first)", stream_id=init.stream_id)
+            return
         if old is not None and old.inflight:
             await self._error(sid, "STREAM_BUSY", "stream is already initialised with work in flight",
                               stream_id=init.stream_id)
@@ -212,7 +218,7 @@ class StsServer:
             await err("INVALID_SEQUENCE", f"sequence_number {frag.sequence_number} is in flight")
             return
         try:
-            position = self.queue.put(key, Work(frag, raw, time.monotonic(), frag.audio.data is not None))
+            position = self.queue.put(key, Work(frag, raw, time.monotonic(), frag.audio.data is not None), len(raw))
         except QueueFull as exc:
             await err("QUEUE_FULL", str(exc), retryable=True, severity="warning")
             return

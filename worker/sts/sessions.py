@@ -84,25 +84,29 @@ class QueueFull(Exception):
 
 
 class FairQueue:
-    """A bounded work queue shared by all streams, served round-robin so that one stream's flood
-    cannot starve the others. Paused streams are skipped."""
+    """A work queue shared by all streams, bounded in items and in bytes, served round-robin so that one
+    stream's flood cannot starve the others. Paused streams are skipped."""
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.queues: dict[Hashable, deque[Any]] = {}
+    def __init__(self, capacity: int, capacity_bytes: int = 0) -> None:
+        self.capacity, self.capacity_bytes = capacity, capacity_bytes  # 0 bytes: no byte bound
+        self.queues: dict[Hashable, deque[tuple[Any, int]]] = {}
         self.order: deque[Hashable] = deque()
         self.paused: set[Hashable] = set()
         self.size = 0
+        self.bytes = 0
 
-    def put(self, key: Hashable, item: Any) -> int:
-        """Queue an item; returns its position among all queued work. Raises QueueFull."""
+    def put(self, key: Hashable, item: Any, nbytes: int = 0) -> int:
+        """Queue an item of ``nbytes``; returns its position among all queued work. Raises QueueFull."""
         if self.size >= self.capacity:
             raise QueueFull(f"the work queue is full ({self.capacity})")
+        if self.capacity_bytes and self.bytes + nbytes > self.capacity_bytes:
+            raise QueueFull(f"the work queue is full ({self.capacity_bytes // 2**20} MiB of audio)")
         if key not in self.queues:
             self.queues[key] = deque()
             self.order.append(key)
-        self.queues[key].append(item)
+        self.queues[key].append((item, nbytes))
         self.size += 1
+        self.bytes += nbytes
         return self.size - 1
 
     def ready(self) -> bool:
@@ -114,8 +118,10 @@ class FairQueue:
             self.order.rotate(-1)
             q = self.queues.get(key)
             if q and key not in self.paused:
+                item, nbytes = q.popleft()
                 self.size -= 1
-                return key, q.popleft()
+                self.bytes -= nbytes
+                return key, item
         return None
 
     def drop(self, key: Hashable) -> list[Any]:
@@ -124,4 +130,5 @@ class FairQueue:
             self.order.remove(key)
         self.paused.discard(key)
         self.size -= len(items)
-        return items
+        self.bytes -= sum(n for _, n in items)
+        return [item for item, _ in items]
