@@ -217,3 +217,18 @@ def test_a_stream_over_its_disk_quota_is_stopped_with_the_reason(tmp_path, redis
         reader.close()
     assert outcome.state is StreamState.FAILED and "disk quota: 2 MB of 1 MB" in outcome.reason, outcome.reason
     assert env[0].metrics.snapshot()[0]["livedub_limit_stops_total|limit=disk"] == 1
+
+
+def test_a_new_stream_does_not_start_while_the_host_is_over_the_total_quota(tmp_path, redis_url):
+    env = fresh_pipeline(redis_url, tmp_path, max_total_disk_mb=1, store_dir=tmp_path / "store")
+    other = tmp_path / "store" / "other" / "job1"
+    other.mkdir(parents=True)
+    (other / "seg_00000.ts").write_bytes(bytes(range(256)) * 8192)  # 2 MB of another stream's
+    reader = FakeReader([(0, 0.0, 6.0)])
+    try:
+        outcome = make_job(env, reader)[0].run()
+    finally:
+        reader.close()
+    assert outcome.state is StreamState.FAILED and "total quota: 2 MB of 1 MB" in outcome.reason
+    assert reader.args == []  # no reader was started
+    assert env[0].get("s").state is StreamState.FAILED

@@ -35,3 +35,18 @@ def test_fifty_publishes_against_a_limit_of_eight(tmp_path, media_dir):
     assert all(r.state.value == "ended" for r in records.values()), {s: r.reason for s, r in records.items()}
     assert counters["livedub_publishes_refused_total|reason=stream_limit"] == 42
 
+
+
+def test_a_stream_over_its_disk_quota_is_stopped_with_the_reason(tmp_path, media_dir):
+    # 8: a quota of 1 MB; the first seconds of a stream (its cut video and the audio track) pass it
+    video = make_video(media_dir / "av20q.flv", 20.0, speech=True)
+    with local_stack(tmp_path / "run", "--engine", "echo", env={"LIVEDUB_MAX_STREAM_DISK_MB": "1"}) as stack:
+        pub = stack.publish(video, "quota")
+        try:
+            rec = stack.wait_state("quota", {"ended", "failed"}, 60)
+        finally:
+            pub.kill()
+            pub.wait()
+        counters, _, _ = StreamRegistry(redis.Redis.from_url(stack.state["redis_url"])).metrics.snapshot()
+    assert rec["state"] == "failed" and "disk quota" in rec["reason"] and "of 1 MB" in rec["reason"], rec["reason"]
+    assert counters["livedub_limit_stops_total|limit=disk"] == 1

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     keep_published_s: float = Field(30.0, ge=0)
     # A stream whose files on its ingest host's disk pass this is stopped (MB; 0: no limit).
     max_stream_disk_mb: int = Field(2048, ge=0)
+    # A new stream does not start while the files of all streams on this host's store pass this (MB; 0: none).
+    max_total_disk_mb: int = Field(51200, ge=0)
 
     segment_seconds: float = Field(6.0, gt=0.5, le=60)
     heartbeat_interval_s: float = Field(2.0, gt=0)

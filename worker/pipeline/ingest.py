@@ -115,6 +115,13 @@ class StreamJob(ReaderSteps):
         self.store.sweep()  # drop the files of streams whose TTL ran out
         out_dir = self.store.work_dir(self.stream_id, self.job_id)
         part = (self.registry.incr(self.stream_id, "ingest_part") or 1) - 1
+        if not part:
+            self._check_total_disk(self.settings.store_dir)
+        if self.fatal is not None:
+            outcome = JobOutcome(StreamState.FAILED, self.fatal.reason, 0)  # a new stream on a full host
+            self._record_outcome(outcome, lost=False)
+            self.registry.release(self.stream_id, self.holder)
+            return outcome
         if part:  # the job runs again (handover, its worker died, the input was re-published): go on
             out_dir = out_dir / f"part{part}"
             out_dir.mkdir(exist_ok=True)

@@ -47,16 +47,18 @@ class ReaderSteps:
                                     f"{limit:g} segments of {segment_s:g}s): livedub cuts at keyframes; set the "
                                     "encoder's keyframe interval to 2 s")
 
+    def _check_total_disk(self, store_root: Path) -> None:
+        """A new run does not start while all streams' files on this host pass the total quota."""
+        limit_mb = self.settings.max_total_disk_mb
+        used = disk_used(store_root)
+        if limit_mb and used > limit_mb * 1024 * 1024:
+            self._limit("total_disk", f"livedub's files on this host pass the total quota: {used / 2**20:.0f} MB of "
+                                      f"{limit_mb} MB (LIVEDUB_MAX_TOTAL_DISK_MB); try again later")
+
     def _check_disk(self, out_dir: Path) -> None:
         """A stream whose files on this host pass its quota is stopped with the reason."""
         limit_mb = self.settings.max_stream_disk_mb
-        job_dir = out_dir.parent if out_dir.name.startswith("part") else out_dir
-        used = 0
-        for f in job_dir.rglob("*"):
-            try:
-                used += f.stat().st_blocks * 512 if f.is_file() else 0
-            except FileNotFoundError:  # removed meanwhile (a published segment's)
-                continue
+        used = disk_used(out_dir.parent if out_dir.name.startswith("part") else out_dir)
         if limit_mb and used > limit_mb * 1024 * 1024:
             self._limit("disk", f"the stream's files passed its disk quota: {used / 2**20:.0f} MB of {limit_mb} MB "
                                 "(LIVEDUB_MAX_STREAM_DISK_MB)")
@@ -104,6 +106,17 @@ class ReaderSteps:
         except Exception as exc:
             log.exception("%s: segment %d could not be prepared", self.stream_id, seg.sequence)
             self._fail(seg, Reason(ReasonCode.PREPARE_FAILED, str(exc)))
+
+
+def disk_used(root: Path) -> int:
+    """Bytes the files under ``root`` take on disk (sparse parts not counted)."""
+    used = 0
+    for f in root.rglob("*"):
+        try:
+            used += f.stat().st_blocks * 512 if f.is_file() else 0
+        except FileNotFoundError:  # removed meanwhile (a published segment's)
+            continue
+    return used
 
 
 def progress_s(out_dir: Path) -> float:
