@@ -69,7 +69,8 @@ def run(stack: LocalStack, n: int) -> None:
                 raise TimeoutError(f"job for {sid} did not start")
             time.sleep(0.002)
         to_job.append(time.perf_counter() - t0)
-        session.delete(f"{api}/v1/streams/{sid}", headers=headers, timeout=10)
+        session.delete(f"{api}/v1/streams/{sid}", headers={"Authorization": f"Bearer {stack.operator_token}"},
+                       timeout=10).raise_for_status()
     print(f"{'measure (ms)':<34} {'p50':>8} {'p95':>8} {'max':>8} {'n':>5}")
     print(row("baseline: GET /health", health))
     print(row("hook answer (mediamtx ready)", answer))

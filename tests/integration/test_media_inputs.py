@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import dub_report, local_stack
-from worker.core.naming import rtmp_url
+from worker.core.naming import rtmp_url, with_key
 from worker.devstack.samples import counting_speech
 from worker.media.analyze import analyze_file
 from worker.media.procs import wait_until
@@ -118,7 +118,8 @@ def test_a_timestamp_jump_of_two_hours_mid_stream(stack, media_dir, speech, tmp_
                                 stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bsf = jump_after(8, 7200)
     pub = subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", str(src), "-c", "copy",
-                          "-bsf:v", bsf, "-bsf:a", bsf, "-f", "flv", rtmp_url(stack.state["rtmp_url"], sid, "in")],
+                          "-bsf:v", bsf, "-bsf:a", bsf, "-f", "flv",
+                          with_key(rtmp_url(stack.state["rtmp_url"], sid, "in"), stack.key_for(sid))],
                          capture_output=True, timeout=60)
     assert pub.returncode == 0, pub.stderr
     rec = stack.wait_state(sid, {"ended", "failed"}, 60)
@@ -149,8 +150,9 @@ def test_h265_over_enhanced_rtmp_fails_with_a_reason(stack, media_dir, speech):
                     "-c:a", "aac", "-ar", "48000", "-f", "flv", str(src)], check=True, timeout=120)
     info = subprocess.run([modern, "-hide_banner", "-i", str(src)], capture_output=True, text=True).stderr
     assert "Video: hevc" in info
+    url = with_key(rtmp_url(stack.state["rtmp_url"], "hevc", "in"), stack.key_for("hevc"))
     pub = subprocess.Popen([modern, "-hide_banner", "-loglevel", "error", "-re", "-i", str(src), "-c", "copy",
-                            "-f", "flv", rtmp_url(stack.state["rtmp_url"], "hevc", "in")], stderr=subprocess.PIPE)
+                            "-f", "flv", url], stderr=subprocess.PIPE)
     try:
         rec = stack.wait_state("hevc", {"failed", "ended"}, 40)
     finally:

@@ -24,8 +24,9 @@ def video_30s(media_dir):
     return make_video(media_dir / "av30.flv", 30.0)
 
 
-def stream(host, api_url, sid):
-    out = host.run(["curl", "-sf", f"{api_url}/v1/streams/{sid}"], timeout=10)
+def stream(host, state, sid):
+    out = host.run(["curl", "-sf", "-H", f"Authorization: Bearer {state['operator_token']}",
+                    f"{state['api_url']}/v1/streams/{sid}"], timeout=10)
     return json.loads(out.stdout) if out.returncode == 0 else None
 
 
@@ -56,12 +57,12 @@ def test_pools_on_two_hosts_dub_a_stream_and_ride_out_a_restart_of_host_b(tmp_pa
         dub = a.popen([sys.executable, "-m", "worker.cli", "dub", str(video_30s), "-o", str(a.dir / "two.mp4"),
                        "--state-file", str(a.state_file), "--stream-id", "twohosts2", "--segment-seconds", "2"],
                       a.dir / "two.json")
-        wait_until(lambda: (stream(a, sa["api_url"], "twohosts2") or {}).get("published_count", 0) >= 2, 40, 0.3,
+        wait_until(lambda: (stream(a, sa, "twohosts2") or {}).get("published_count", 0) >= 2, 40, 0.3,
                    "two segments out")
         b.stop()
         b.start()
         assert dub.wait(150) == 0
-        rec = stream(a, sa["api_url"], "twohosts2")
+        rec = stream(a, sa, "twohosts2")
     assert rec is not None and rec["state"] == "ended", rec
     statuses = [s["status"] for s in rec["segments"]]
     assert "failed" not in statuses, rec["segments"]

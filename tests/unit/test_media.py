@@ -89,3 +89,11 @@ def test_the_publisher_reads_pieces_from_stdin_in_real_time():
     assert "-nostdin" not in args and "-re" in args and args.index("-re") < args.index("-i")
     assert args[args.index("-i") + 1] == "pipe:0" and args[-1] == "rtmp://h/live//a/out"
     assert _after(args, "-progress") == ["pipe:1"]
+
+
+def test_keys_in_the_urls_ffmpeg_prints_are_hidden():
+    from worker.media.parse import redact_keys
+
+    line = "[error] rtmp://127.0.0.1:1935/live//cam/in?key=VBVJafuvL-bk&x=1: Input/output error"
+    assert redact_keys(line) == "[error] rtmp://127.0.0.1:1935/live//cam/in?key=…&x=1: Input/output error"
+    assert redact_keys("from 'rtmp://h/live//c/out?key=abc':") == "from 'rtmp://h/live//c/out?key=…':"

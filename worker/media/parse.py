@@ -27,6 +27,14 @@ def parse_input_start(log_text: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+_KEY = re.compile(r"([?&]key=)[^&'\"\s]+")
+
+
+def redact_keys(text: str) -> str:
+    """URLs with their ``key`` query value hidden: ffmpeg prints the URLs it opens, keys included. Pure."""
+    return _KEY.sub(r"\1…", text)
+
+
 def log_problems(log_text: str) -> str:
     """The warning and error lines of an ffmpeg log written with ``-loglevel repeat+level+...``, tags
     removed; a log without level tags is taken whole."""

@@ -11,7 +11,14 @@ from worker.core.segments import TERMINAL, Reason, ReasonCode, Segment, SegmentS
 from worker.core.settings import Settings
 from worker.core.timing import keyframe_overdue, segment_kbps
 from worker.media.commands import PROGRESS, SEGMENT_LIST
-from worker.media.parse import ListEntry, log_problems, parse_input_start, parse_segment_list, progress_out_time_s
+from worker.media.parse import (
+    ListEntry,
+    log_problems,
+    parse_input_start,
+    parse_segment_list,
+    progress_out_time_s,
+    redact_keys,
+)
 from worker.media.run import NoVideo
 from worker.pipeline.ingest_outcome import Stop, StopCause
 from worker.state.registry import StreamRegistry
@@ -132,7 +139,7 @@ def progress_s(out_dir: Path) -> float:
 
 def log_tail(path: Path, n: int = 300) -> str:
     try:
-        text = log_problems(path.read_text(errors="replace")).strip()
+        text = redact_keys(log_problems(path.read_text(errors="replace"))).strip()
     except OSError:
         return "no log"
     return text[-n:].replace("\n", " | ") or "no output"
