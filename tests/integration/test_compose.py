@@ -72,7 +72,7 @@ def test_mediamtx_hooks_target_real_routes_with_the_secret():
                                                 reconcile_interval_s=0)})
     rules = {r.rule for r in app.url_map.iter_rules()}
     script = (ROOT / "compose" / "mediamtx-hook.sh").read_text()
-    assert "X-Livedub-Secret" in script
+    assert "hook_secret=" in script and "X-Livedub-Secret" not in script  # in the body, not in argv
     in_path = next(v for k, v in MEDIAMTX["paths"].items() if k.endswith("/in$"))
     for key, event in (("runOnAvailable", "ready"), ("runOnUnavailable", "not-ready")):
         assert in_path[key] == f"sh /hooks/mediamtx-hook.sh {event}"
