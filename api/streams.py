@@ -42,7 +42,7 @@ def _urls(stream_id: str, key: str) -> dict[str, str]:
 
 @bp.get("")
 def list_streams() -> Any:
-    return jsonify(streams=[r.model_dump(mode="json", exclude={"segments"}) for r in registry().list()])
+    return jsonify(streams=[r.model_dump(mode="json", exclude={"segments", "units"}) for r in registry().list()])
 
 
 @bp.post("")

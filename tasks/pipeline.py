@@ -12,14 +12,25 @@ from typing import Any
 from celery import chain
 
 from tasks import app
-from tasks.queues import COLLECT_TASK, PUBLISH_TASK, REMUX_TASK, STREAM_JOB_TASK, STS_DISPATCH_TASK
+from tasks.queues import (
+    COLLECT_TASK,
+    PLACE_TASK,
+    PUBLISH_TASK,
+    REMUX_TASK,
+    STREAM_JOB_TASK,
+    STS_DISPATCH_TASK,
+    STS_UNIT_TASK,
+    TIMELINE_REMUX_TASK,
+)
 from tasks.shutdown import SHUTDOWN
-from worker.core.messages import DubbedSegment, FittedSegment, SegmentWork
+from worker.core.messages import DubbedSegment, DubbedUnit, FittedSegment, PieceWork, SegmentWork, UnitWork
 from worker.pipeline.collect import fit_and_mix
 from worker.pipeline.publisher import Publisher
 from worker.pipeline.remux import remux_piece
 from worker.pipeline.runtime import process_registry, process_settings, process_store, sts_pool
-from worker.pipeline.sts_dispatch import dub_segment
+from worker.pipeline.sts_dispatch import dub_segment, dub_unit
+from worker.pipeline.timeline import place_unit, remux_timeline
+from worker.state.units import UnitBook
 
 IDEMPOTENT: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
 
@@ -28,6 +39,16 @@ def start_chain(work: SegmentWork) -> None:
     """STS-dispatch -> collect -> remux, each on its own queue. Never waits on a result."""
     chain(app.signature(STS_DISPATCH_TASK, args=(work.model_dump(mode="json"),)), app.signature(COLLECT_TASK),
           app.signature(REMUX_TASK)).apply_async()
+
+
+def start_unit(work: UnitWork) -> None:
+    """Speech mode: STS-dispatch -> collect (which places the dub) for one unit."""
+    chain(app.signature(STS_UNIT_TASK, args=(work.model_dump(mode="json"),)), app.signature(PLACE_TASK)).apply_async()
+
+
+def start_timeline_remux(work: PieceWork) -> None:
+    """Speech mode: a sealed piece's audio from the timeline, and the piece."""
+    app.send_task(TIMELINE_REMUX_TASK, args=[work.model_dump(mode="json")])
 
 
 def start_publisher(stream_id: str, job_id: str, restart: bool = False) -> None:
@@ -54,6 +75,28 @@ def remux(fitted: dict[str, Any]) -> dict[str, Any]:
     s = process_settings()
     out = remux_piece(FittedSegment.model_validate(fitted), process_store(s), process_registry(s), s)
     return out.model_dump(mode="json")
+
+
+@app.task(name=STS_UNIT_TASK, **IDEMPOTENT)
+def sts_unit(work: dict[str, Any]) -> dict[str, Any]:
+    s = process_settings()
+    reg = process_registry(s)
+    out = dub_unit(UnitWork.model_validate(work), process_store(s), reg, UnitBook(reg), sts_pool(s))
+    return out.model_dump(mode="json")
+
+
+@app.task(name=PLACE_TASK, **IDEMPOTENT)
+def place(dubbed: dict[str, Any]) -> None:
+    s = process_settings()
+    reg = process_registry(s)
+    place_unit(DubbedUnit.model_validate(dubbed), process_store(s), reg, UnitBook(reg), s)
+
+
+@app.task(name=TIMELINE_REMUX_TASK, **IDEMPOTENT)
+def remux_from_timeline(work: dict[str, Any]) -> None:
+    s = process_settings()
+    reg = process_registry(s)
+    remux_timeline(PieceWork.model_validate(work), process_store(s), reg, UnitBook(reg), s)
 
 
 @app.task(name=PUBLISH_TASK, ignore_result=True, trail=False)

@@ -14,3 +14,7 @@ STS_DISPATCH_TASK = "livedub.sts.dispatch"
 COLLECT_TASK = "livedub.collect.fit"
 REMUX_TASK = "livedub.remux.piece"
 PUBLISH_TASK = "livedub.publish.stream"
+# Speech mode: a unit's chain (STS-dispatch -> collect places its dub) and a sealed piece's remux.
+STS_UNIT_TASK = "livedub.sts.unit"
+PLACE_TASK = "livedub.collect.place"
+TIMELINE_REMUX_TASK = "livedub.remux.timeline"

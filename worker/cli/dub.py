@@ -83,12 +83,13 @@ def glass_to_glass(inp: list[tuple[float, float]], out: list[tuple[float, float]
 def run_dub(input_path: Path, output: Path, state: dict[str, Any], stream_id: str | None = None,
             target_lang: str | None = None, segment_seconds: float | None = None,
             progress: Callable[[float, float], None] | None = None, runner: ProcessRunner | None = None,
-            timeout_s: float | None = None) -> DubReport:
+            timeout_s: float | None = None, more: dict[str, Any] | None = None) -> DubReport:
+    """``more``: other stream options (segmentation, latency_s)."""
     runner = runner or ProcessRunner()
     sid = validate_stream_id(stream_id or f"dub-{uuid.uuid4().hex[:8]}")
     api, base = state["api_url"], state["rtmp_url"]
-    options = {k: v for k, v in (("target_language", target_lang), ("segment_seconds", segment_seconds))
-               if v is not None}
+    options = {k: v for k, v in (("target_language", target_lang), ("segment_seconds", segment_seconds),
+                                 *(more or {}).items()) if v is not None}
     in_url = with_key(rtmp_url(base, sid, "in"), stream_key(state, sid, options))
     duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
                                      str(input_path)], capture_output=True, text=True, check=True).stdout.strip())

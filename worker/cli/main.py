@@ -192,20 +192,24 @@ def sts(engine: str, host: str, port: int, namespace: str, token_file: Path | No
 @click.option("--stream-id", help="Default: dub-<random>.")
 @click.option("--target-lang", help="Target language (default: the deployment's).")
 @click.option("--segment-seconds", type=float, help="Segment length for this stream.")
+@click.option("--segmentation", type=click.Choice(["speech", "fixed"]),
+              help="Units that follow the speaker (speech) or fixed fragments (default: the deployment's).")
+@click.option("--latency", "latency_s", type=float, help="Speech mode: how far behind the input the output runs (s).")
 def dub(input_path: Path, output: Path, state_file: Path, stream_id: str | None, target_lang: str | None,
-        segment_seconds: float | None) -> None:
+        segment_seconds: float | None, segmentation: str | None, latency_s: float | None) -> None:
     """Publish INPUT to the running stack in real time, record the dub to OUTPUT, print a JSON report."""
     from worker.cli.dub import load_state, run_dub
 
     state = load_state(state_file)
+    more = {"segmentation": segmentation, "latency_s": latency_s}
     if sys.stderr.isatty():
         with click.progressbar(length=1000, label="dubbing", file=sys.stderr) as bar:
             def progress(done: float, total: float) -> None:
                 bar.update(int(1000 * min(done / total, 1.0)) - bar.pos)
 
-            rep = run_dub(input_path, output, state, stream_id, target_lang, segment_seconds, progress)
+            rep = run_dub(input_path, output, state, stream_id, target_lang, segment_seconds, progress, more=more)
     else:
-        rep = run_dub(input_path, output, state, stream_id, target_lang, segment_seconds)
+        rep = run_dub(input_path, output, state, stream_id, target_lang, segment_seconds, more=more)
     click.echo(rep.model_dump_json(indent=2))
     sys.exit(0 if rep.ok else 1)
 
@@ -234,9 +238,11 @@ def streams() -> None:
               default=Path(".livedub/run/state.json"), show_default=True)
 @click.option("--target-lang", help="Target language (default: the deployment's).")
 @click.option("--segment-seconds", type=float, help="Segment length for this stream.")
+@click.option("--segmentation", type=click.Choice(["speech", "fixed"]), help="Default: the deployment's.")
+@click.option("--latency", "latency_s", type=float, help="Speech mode: the output's delay (s).")
 @click.option("--private", is_flag=True, help="Readers of the output need the play key.")
 def streams_create(stream_id: str, state_file: Path, target_lang: str | None, segment_seconds: float | None,
-                   private: bool) -> None:
+                   segmentation: str | None, latency_s: float | None, private: bool) -> None:
     """Create STREAM_ID: prints its publish key and the URL to publish to (shown once)."""
     import requests
 
@@ -244,7 +250,8 @@ def streams_create(stream_id: str, state_file: Path, target_lang: str | None, se
 
     state = json.loads(state_file.read_text())
     body = {"stream_id": stream_id, "private": private, **{k: v for k, v in (
-        ("target_language", target_lang), ("segment_seconds", segment_seconds)) if v is not None}}
+        ("target_language", target_lang), ("segment_seconds", segment_seconds), ("segmentation", segmentation),
+        ("latency_s", latency_s)) if v is not None}}
     resp = requests.post(f"{state['api_url']}/v1/streams", json=body, headers=auth_headers(state), timeout=10)
     if resp.status_code != 201:
         raise click.ClickException(f"{resp.status_code}: {resp.json().get('reason', resp.text)}")

@@ -12,22 +12,34 @@ from pydantic import BaseModel, Field
 from worker.core.segments import Reason
 
 
-class SegmentWork(BaseModel):
-    """A prepared segment: where its media is, where it sits on the stream's timeline, its deadline."""
+class DubRequest(BaseModel):
+    """What STS-dispatch needs of anything it dubs: a segment (fixed mode) or a speech unit."""
 
     stream_id: str
     job_id: str
     sequence: int
-    segment_key: str  # the video segment as cut (MPEG-TS)
-    orig_key: str  # its original audio, 48 kHz stereo s16le, exactly audio_samples long
+    orig_key: str  # the original audio, 48 kHz stereo s16le, exactly audio_samples long
     start_s: float
     end_s: float
-    audio_start_sample: int
     audio_samples: int
     deadline_at: float
     source_language: str
     target_language: str
     voice_profile: str
+
+    @property
+    def fragment_id(self) -> str:
+        return f"{self.stream_id}-{self.job_id[:8]}-{self.sequence}"
+
+    def fragment_metadata(self) -> dict[str, object]:
+        return {"pts_ns": int(self.start_s * 1e9)}
+
+
+class SegmentWork(DubRequest):
+    """A prepared segment: where its media is, where it sits on the stream's timeline, its deadline."""
+
+    segment_key: str  # the video segment as cut (MPEG-TS)
+    audio_start_sample: int
     ts_offset_s: float = 0.0  # a resumed reader's part: its clock starts at 0, the stream's does not
 
     @property
@@ -69,3 +81,46 @@ class PieceOutcome(StageResult):
     """remux's result: the dubbed piece, ready for the publisher."""
 
     piece_key: str | None = None
+
+
+class UnitWork(DubRequest):
+    """A closed speech unit (speech mode): its audio, its place, and the context the STS service may use:
+    the transcript of the units before it (the ASR prompt) and the start of a sentence it ends."""
+
+    context: str = ""
+
+    @property
+    def fragment_id(self) -> str:
+        return f"{self.stream_id}-{self.job_id[:8]}-u{self.sequence}"
+
+    def fragment_metadata(self) -> dict[str, object]:
+        meta: dict[str, object] = {"pts_ns": int(self.start_s * 1e9), "unit": "speech"}
+        if self.context:
+            meta["context"] = {"previous_transcript": self.context}
+        return meta
+
+
+class DubbedUnit(BaseModel):
+    """STS-dispatch -> collect for a unit."""
+
+    work: UnitWork
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    fallback: Reason | None = None
+    dub: DubAudio | None = None
+    transcript: str = ""
+    translated_text: str = ""
+
+
+class PieceWork(BaseModel):
+    """A sealed video piece (speech mode): remux makes its audio from the timeline."""
+
+    stream_id: str
+    job_id: str
+    sequence: int
+    segment_key: str
+    orig_key: str
+    timeline_sample: int  # the piece's first audio sample on the stream's timeline
+    audio_start_sample: int  # the same in its reader's own clock (what piece timestamps use)
+    audio_samples: int
+    deadline_at: float
+    ts_offset_s: float = 0.0

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from worker.core.naming import StreamPath, parse_nginx_name, parse_path
 from worker.core.segments import Segment
+from worker.core.units import Segmentation, Unit
 
 
 class StreamState(enum.StrEnum):
@@ -102,6 +103,8 @@ class StreamOptions(BaseModel):
     segment_seconds: float | None = Field(None, gt=0.5, le=60)
     target_language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
     voice_profile: str | None = Field(None, pattern=r"^[a-z0-9_-]{1,32}$")
+    segmentation: Segmentation | None = None  # speech (units follow the speaker) or fixed (6 s fragments)
+    latency_s: float | None = Field(None, ge=3.0, le=30)  # speech mode: how far the output runs behind
 
 
 class StreamConf(BaseModel):
@@ -144,6 +147,10 @@ class StreamRecord(BaseModel):
     segment_seconds: float | None = None
     target_language: str | None = None
     voice_profile: str | None = None
+    segmentation: Segmentation | None = None
+    latency_s: float | None = None
+    sealed_until_s: float | None = None  # speech mode: pieces up to here have their audio made
+    heard_until_s: float | None = None  # speech mode: the detector has heard the input up to here
     segments_final: int | None = None  # set when the input has ended: how many segments there are
     output_url: str | None = None
     published_count: int = 0
@@ -177,13 +184,15 @@ class StreamRecord(BaseModel):
     takeover_seam_s: float | None = None  # where the old reader stopped (its clock)
     takeover_seam_seq: int | None = None  # the sequence the new reader goes on with
     segments: list[Segment] = Field(default_factory=list)
+    units: list[Unit] = Field(default_factory=list)  # speech mode
 
     @classmethod
-    def from_redis(cls, fields: dict[str, str], segments: list[Segment] | None = None) -> StreamRecord:
+    def from_redis(cls, fields: dict[str, str], segments: list[Segment] | None = None,
+                   units: list[Unit] | None = None) -> StreamRecord:
         data: dict[str, Any] = {k: v for k, v in fields.items() if v != ""}
         for flag in ("stop_requested", "publisher_sealed"):
             data[flag] = data.get(flag) == "1"
-        return cls(**data, segments=segments or [])
+        return cls(**data, segments=segments or [], units=units or [])
 
     @property
     def input_ended(self) -> bool:

@@ -96,6 +96,7 @@ class Segment(BaseModel):
     trimmed_s: float | None = None
     completed_at: float | None = None  # the segment's list line was seen
     ready_at: float | None = None  # its dubbed piece was ready
+    sealed_at: float | None = None  # speech mode: its audio was made from the timeline
     published_at: float | None = None
 
     @property

@@ -117,10 +117,13 @@ def plan_segment(local: tuple[float, float], offset_s: float, origin_at: float, 
     return SegmentPlan(start, end, b0, b1, piece_deadline(origin_at, start, delay_s, margin_s))
 
 
-def first_placement(now: float, local: tuple[float, float], segment_s: float, budget_s: float) -> tuple[float, float]:
+def first_placement(now: float, local: tuple[float, float], segment_s: float, budget_s: float,
+                    latency_s: float | None = None) -> tuple[float, float]:
     """(origin_at, delay_s) of a stream from its first segment, which completed at ``now``: its end is
     "now" on the input's clock. Keyframes further apart than configured make longer segments: the delay
-    covers them. Pure."""
+    covers them. Speech mode: ``latency_s``, but never less than a piece and a second and a half. Pure."""
+    if latency_s is not None:
+        return now - local[1], max(latency_s, local[1] - local[0] + 1.5)
     return now - local[1], output_delay_s(max(segment_s, local[1] - local[0]), budget_s)
 
 

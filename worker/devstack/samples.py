@@ -37,7 +37,7 @@ def spoken_text(path: Path, text: str, seconds: int, rate: int = 48000) -> Path:
 
 def make_video(
     path: Path, seconds: float, gop_s: float = 2.0, audio: bool = True, video: bool = True, rate: int = 25,
-    speech: bool = False, text: str | None = None,
+    speech: bool = False, text: str | None = None, channels: int = 1,
 ) -> Path:
     """An H.264/AAC FLV stream: testsrc video, a keyframe every ``gop_s``; a 440 Hz tone, counting
     speech with ``speech=True``, or ``text`` spoken."""
@@ -59,6 +59,6 @@ def make_video(
         args += ["-c:v", "libx264", "-preset", "ultrafast", "-g", g, "-keyint_min", g, "-sc_threshold", "0",
                  "-pix_fmt", "yuv420p"]
     if audio:
-        args += ["-c:a", "aac", "-b:a", "64k", "-ar", "48000"]
+        args += ["-c:a", "aac", "-b:a", "64k", "-ar", "48000", "-ac", str(channels)]
     subprocess.run([*args, str(path)], check=True, timeout=120)
     return path

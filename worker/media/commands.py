@@ -102,6 +102,17 @@ def fit_args(ffmpeg_bin: str, dub: Path | None, dub_fmt: str, dub_rate: int, dub
     return _compile(ffmpeg.output(mixed, str(out), **PCM), ffmpeg_bin)
 
 
+def dub_pcm_args(ffmpeg_bin: str, dub: Path, dub_fmt: str, dub_rate: int, dub_channels: int, samples: int,
+                 ratio: float, out: Path) -> list[str]:
+    """A dub as placed on the timeline: 48 kHz stereo s16le, sped up by ``ratio``, exactly ``samples``."""
+    d = _dub_input(dub, dub_fmt, dub_rate, dub_channels).audio
+    d = d.filter("aresample", AUDIO_RATE).filter("aformat", sample_fmts="s16", channel_layouts="stereo")
+    if ratio > 1.0:
+        d = d.filter("atempo", f"{ratio:.6f}")
+    d = d.filter("apad", whole_len=samples).filter("atrim", end_sample=samples)
+    return _compile(ffmpeg.output(d, str(out), **PCM), ffmpeg_bin)
+
+
 def piece_args(ffmpeg_bin: str, segment: Path, pcm: Path, start_sample: int, out: Path, bitrate: str = "128k",
                ts_offset_s: float = 0.0) -> list[str]:
     """One output piece: the segment's video copied (never re-encoded) and the PCM encoded to AAC.
@@ -124,7 +135,9 @@ def piece_args(ffmpeg_bin: str, segment: Path, pcm: Path, start_sample: int, out
 
 def publisher_args(ffmpeg_bin: str, url: str) -> list[str]:
     """The per-stream publisher: MPEG-TS pieces on stdin, paced in real time, copied to RTMP."""
-    out = ffmpeg.input("pipe:0", f="mpegts", re=None).output(url, c="copy", f="flv")
+    # Probe one second, not five: a short piece (speech mode's pieces follow keyframes) would otherwise
+    # hold the output back until five seconds of pieces had come.
+    out = ffmpeg.input("pipe:0", f="mpegts", re=None, analyzeduration=1_000_000).output(url, c="copy", f="flv")
     return _compile(out, ffmpeg_bin, "warning", nostdin=False, overwrite=False,
                     extra=("-progress", "pipe:1", "-stats_period", "0.25"))
 

@@ -20,6 +20,7 @@ from worker.core.models import StreamRecord, StreamState
 from worker.core.naming import rtmp_url, with_key
 from worker.core.segments import Segment
 from worker.core.settings import Settings
+from worker.core.units import Segmentation, segmentation_of
 from worker.media.commands import AUDIO_TRACK, segmenter_args
 from worker.media.procs import ProcessRunner, stop_process
 from worker.pipeline.ingest_outcome import JobOutcome, Stop, StopCause, job_outcome
@@ -129,13 +130,17 @@ class StreamJob(ReaderSteps):
                 self._go_on(first)
         url = rtmp_url(self.settings.rtmp_url, self.stream_id, "in")
         keyed = with_key(url, self.settings.internal_key_value())  # only livedub may read the input
-        args = segmenter_args(keyed, out_dir, seconds, self.settings.read_timeout_s, self.settings.ffmpeg_bin,
+        mode = segmentation_of(first.segmentation, self.settings.segmentation)
+        speech = mode is Segmentation.SPEECH
+        cut_s = min(seconds, self.settings.piece_seconds) if speech else seconds  # speech: a piece per keyframe
+        args = segmenter_args(keyed, out_dir, cut_s, self.settings.read_timeout_s, self.settings.ffmpeg_bin,
                               audio_track=self.make_preparer is not None, start_number=self.first_seq,
                               clock_base_s=self.successor.base_s if self.successor else None)
         if self.successor is None:
             self.registry.clear_fields(self.stream_id, "reader_base_s", "reader_offset_s")
             self.registry.set_fields(self.stream_id, heartbeat_at=self.registry.clock(), input_url=url,
-                                     segment_seconds=seconds, handover_at="")
+                                     segment_seconds=seconds, handover_at="", segmentation=mode.value,
+                                     **({"latency_s": first.latency_s or self.settings.latency_s} if speech else {}))
         with open(out_dir / "ffmpeg.log", "wb") as errlog:
             proc = self.runner.start(args, stderr=errlog)
             try:
@@ -149,6 +154,8 @@ class StreamJob(ReaderSteps):
                 stop_process(proc, signal.SIGTERM, grace_s=3)
         if self.fatal is None and stop.cause not in (StopCause.LOST, StopCause.HANDED_OVER):
             self._scan(out_dir)  # the reader closed its last segment cleanly: it is registered and prepared
+        if (finish := getattr(self.on_segment, "finish", None)) is not None:
+            finish(lambda: self._ours(self.registry.get(self.stream_id, with_segments=False)))
         stop = self.fatal or stop
         self.store.discard(out_dir / AUDIO_TRACK)  # an object store holds what the other hosts need
         if stop.cause is StopCause.HANDED_OVER or (stop.cause is StopCause.SHUTDOWN and self.hand_over is not None):

@@ -11,28 +11,35 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-from worker.core.messages import SegmentWork
+from worker.core.messages import PieceWork, SegmentWork
 from worker.core.segments import Segment
 from worker.core.settings import Settings
 from worker.core.timing import (
     FRAME_BYTES,
+    audio_boundary,
     first_placement,
     output_delay_s,
     plan_segment,
     planned_av_offsets_ms,
     resumed_offset,
     slice_plan,
+    to_us,
 )
 from worker.media.commands import AUDIO_TRACK, piece_args, video_span_args
 from worker.media.parse import parse_video_span
 from worker.media.run import NoVideo, run_media
 from worker.state.registry import StreamRegistry
 from worker.state.store import SegmentStore
+
+if TYPE_CHECKING:
+    from worker.pipeline.speech import SpeechTracker
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 64 * 1024
@@ -99,7 +106,7 @@ class SegmentPreparer:
         settings: Settings, plan: StreamPlan, start_chain: Callable[[SegmentWork], None],
         start_publisher: Callable[[], None], reader_alive: Callable[[], bool],
         clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-        offset_s: float | None = None,
+        offset_s: float | None = None, speech: SpeechTracker | None = None, latency_s: float | None = None,
     ) -> None:
         self.stream_id, self.job_id, self.out_dir = stream_id, job_id, out_dir
         self.registry, self.store, self.settings, self.plan = registry, store, settings, plan
@@ -108,7 +115,10 @@ class SegmentPreparer:
         self.origin_at: float | None = None
         self.offset_s = 0.0
         self.takeover_offset_s = offset_s  # a reader taken over: its clock's place is known exactly
-        self.delay_s = output_delay_s(plan.segment_seconds, settings.latency_budget_s)
+        self.speech, self.latency_s = speech, latency_s  # speech mode: pieces go to the tracker
+        self.speech_stop = threading.Event()
+        self.speech_thread: threading.Thread | None = None
+        self.delay_s = latency_s or output_delay_s(plan.segment_seconds, settings.latency_budget_s)
 
     def __call__(self, seg: Segment) -> None:
         completed_at = self.clock()
@@ -116,12 +126,19 @@ class SegmentPreparer:
         local = probe_video_span(seg_path, self.settings.ffprobe_bin)
         if self.origin_at is None:
             self.place(self.clock(), local)
+            if self.speech is not None:
+                assert self.origin_at is not None
+                self.speech.start(self.origin_at, self.delay_s, self.offset_s)
+                self.speech_thread = threading.Thread(target=self.speech.run, args=(self.speech_stop,),
+                                                      name=f"speech-{self.stream_id}", daemon=True)
+                self.speech_thread.start()
         assert self.origin_at is not None
         plan = plan_segment(local, self.offset_s, self.origin_at, self.delay_s, self.settings.publish_margin_s)
         orig_path = self.out_dir / f"orig_{seg.sequence:05d}.pcm"
         self.wait_for_audio(plan.b1)
         copy_samples(self.out_dir / AUDIO_TRACK, plan.b0, plan.b1, orig_path)
-        release_before(self.out_dir / AUDIO_TRACK, plan.b0 * FRAME_BYTES)  # earlier samples are never read again
+        keep = min(plan.b0, k) if self.speech is not None and (k := self.speech.keep_from()) is not None else plan.b0
+        release_before(self.out_dir / AUDIO_TRACK, keep * FRAME_BYTES)  # earlier samples are never read again
         extract_s = self.clock() - completed_at
         av_start, av_end = planned_av_offsets_ms(local, plan.b0, plan.b1)
         self.registry.update_segment(self.stream_id, seg.sequence, start_s=plan.start_s, end_s=plan.end_s,
@@ -131,13 +148,19 @@ class SegmentPreparer:
                                      timings_ms={"extract": extract_s * 1000})
         self.registry.metrics.observe("livedub_stage_duration_seconds", extract_s, stage="extract")
         segment_key, orig_key = self.store.put(seg_path), self.store.put(orig_path)  # for the other hosts
-        self.start_chain(SegmentWork(
-            stream_id=self.stream_id, job_id=self.job_id, sequence=seg.sequence, segment_key=segment_key,
-            orig_key=orig_key, start_s=plan.start_s, end_s=plan.end_s,
-            audio_start_sample=plan.b0, audio_samples=plan.samples, deadline_at=plan.deadline_at,
-            source_language=self.plan.source_language, target_language=self.plan.target_language,
-            voice_profile=self.plan.voice_profile, ts_offset_s=self.offset_s,
-        ))
+        if self.speech is not None:
+            self.speech.add_piece(PieceWork(
+                stream_id=self.stream_id, job_id=self.job_id, sequence=seg.sequence, segment_key=segment_key,
+                orig_key=orig_key, timeline_sample=audio_boundary(to_us(plan.start_s)), audio_start_sample=plan.b0,
+                audio_samples=plan.samples, deadline_at=plan.deadline_at, ts_offset_s=self.offset_s))
+        else:
+            self.start_chain(SegmentWork(
+                stream_id=self.stream_id, job_id=self.job_id, sequence=seg.sequence, segment_key=segment_key,
+                orig_key=orig_key, start_s=plan.start_s, end_s=plan.end_s,
+                audio_start_sample=plan.b0, audio_samples=plan.samples, deadline_at=plan.deadline_at,
+                source_language=self.plan.source_language, target_language=self.plan.target_language,
+                voice_profile=self.plan.voice_profile, ts_offset_s=self.offset_s,
+            ))
         fallback = self.out_dir / f"fallback_{seg.sequence:05d}.ts"
         run_media(piece_args(self.settings.ffmpeg_bin, seg_path, orig_path, plan.b0, fallback,
                              self.settings.audio_bitrate, self.offset_s))
@@ -145,12 +168,26 @@ class SegmentPreparer:
         self.store.discard(seg_path, orig_path, fallback)
         self.registry.update_segment(self.stream_id, seg.sequence, fallback_piece=fallback_key)
 
+    def finish(self, alive: Callable[[], bool]) -> None:
+        """The reader stopped (speech mode): the open unit closes, and every piece is sealed (each by its
+        deadline at the latest) while the job still holds the stream (``alive``)."""
+        self.speech_stop.set()
+        if self.speech_thread is not None:
+            self.speech_thread.join(5)
+        if self.speech is None or self.speech.at is None:
+            return
+        self.speech.hear()
+        self.speech.flush()
+        while not self.speech.done and alive():
+            self.speech.seal_due()
+            self.sleep(0.1)
+
     def place(self, now: float, local: tuple[float, float]) -> None:
         """Put this reader's clock on the stream's timeline, once, at its first segment."""
         rec = self.registry.get(self.stream_id, with_segments=False)
         if rec is None or rec.origin_at is None:
             self.origin_at, self.delay_s = first_placement(now, local, self.plan.segment_seconds,
-                                                           self.settings.latency_budget_s)
+                                                           self.settings.latency_budget_s, self.latency_s)
             self.registry.set_fields(self.stream_id, origin_at=self.origin_at, output_delay_s=self.delay_s,
                                      reader_offset_s=0.0)
             self.start_publisher()

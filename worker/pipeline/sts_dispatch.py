@@ -15,14 +15,15 @@ from dataclasses import dataclass
 import pybreaker
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
-from worker.core.messages import DubAudio, DubbedSegment, SegmentWork
-from worker.core.segments import Reason, ReasonCode
+from worker.core.messages import DubAudio, DubbedSegment, DubbedUnit, DubRequest, SegmentWork, UnitWork
+from worker.core.segments import Reason, ReasonCode, SegmentStatus
 from worker.core.settings import Settings
 from worker.core.timing import AUDIO_RATE
 from worker.pipeline.outcome import give_up
 from worker.pipeline.sts_fragment import DUB_FORMATS, fragment_for
 from worker.state.registry import StreamRegistry
 from worker.state.store import SegmentStore, StoreError, sibling
+from worker.state.units import UnitBook
 from worker.sts.client import StsClient, StsError
 from worker.sts.protocol import (
     V1_MAX_CHUNK_MS,
@@ -70,7 +71,7 @@ class StsPool:
         return self.factory(self.settings.sts_url, token=self.settings.sts_token_value(),
                             namespace=self.settings.sts_namespace, connect_timeout_s=timeout_s).connect()
 
-    def client_for(self, work: SegmentWork, chunk_ms: int, timeout_s: float = 5.0) -> StsClient:
+    def client_for(self, work: DubRequest, chunk_ms: int, timeout_s: float = 5.0) -> StsClient:
         with self.lock:
             client = self.clients.get(work.stream_id)
             if client is not None and client.connected:
@@ -96,11 +97,11 @@ class StsPool:
         if client is not None:
             client.close()
 
-    def round_trip(self, work: SegmentWork, audio: bytes, clock: Callable[[], float] = time.time) -> RoundTrip:
+    def round_trip(self, work: DubRequest, audio: bytes, clock: Callable[[], float] = time.time) -> RoundTrip:
         """Send one fragment and wait for its result until the chain's share of the deadline; retries
         transient errors. Raises StsError or TimeoutError; any other error drops the connection."""
         stop_at = work.deadline_at - CHAIN_RESERVE_S
-        fid = f"{work.stream_id}-{work.job_id[:8]}-{work.sequence}"
+        fid = work.fragment_id
         chunk_ms = int(work.audio_samples * 1000 / AUDIO_RATE)
 
         @retry(retry=retry_if_exception(_transient), wait=wait_exponential(multiplier=0.1, max=1.0),
@@ -139,21 +140,36 @@ def reason_for(exc: BaseException) -> Reason:
     return Reason(ReasonCode.STS_UNREACHABLE, f"{type(exc).__name__}: {exc}")
 
 
-def dub_segment(work: SegmentWork, store: SegmentStore, registry: StreamRegistry, pool: StsPool,
-                clock: Callable[[], float] = time.time) -> DubbedSegment:
-    """The STS-dispatch stage: one round trip, the dubbed audio stored, the segment's record updated."""
+@dataclass
+class Answer:
+    """What one round trip gave: the dub stored (or None: nothing to say), or why it falls back."""
+
+    timings_ms: dict[str, float]
+    transcript: str = ""
+    translated_text: str = ""
+    dub: DubAudio | None = None
+    fallback: Reason | None = None
+
+    def fields(self) -> dict[str, object]:
+        return {"transcript": self.transcript, "translated_text": self.translated_text,
+                "timings_ms": self.timings_ms} if self.timings_ms else {}
+
+
+def ask(work: DubRequest, store: SegmentStore, registry: StreamRegistry, pool: StsPool, name: str,
+        clock: Callable[[], float] = time.time) -> Answer:
+    """One round trip for a segment or a unit (``name``: its file names), the dub stored. Never raises
+    for the work's own trouble: the answer carries the reason."""
     started = clock()
     budget = work.deadline_at - started - CHAIN_RESERVE_S
     if budget <= 0:
-        reason = Reason(ReasonCode.STS_TIMEOUT, f"no time left before the deadline ({budget:.2f}s)")
-        return DubbedSegment(work=work, fallback=give_up(work, registry, reason))
+        return Answer({}, fallback=Reason(ReasonCode.STS_TIMEOUT, f"no time left before the deadline ({budget:.2f}s)"))
     try:
         trip = pool.round_trip(work, store.read(work.orig_key), clock)  # the message carries it whole
-    except Exception as exc:  # noqa: BLE001 - a segment falls back; the stream goes on
+    except Exception as exc:  # noqa: BLE001 - the work falls back; the stream goes on
         reason = reason_for(exc)
         if reason.code is ReasonCode.CIRCUIT_OPEN:
             registry.metrics.count("livedub_sts_circuit_open_total")
-        return DubbedSegment(work=work, fallback=give_up(work, registry, reason))
+        return Answer({}, fallback=reason)
     res = trip.result
     st = res.stage_timings or StageTimings()
     timings = {"sts_rtt": (clock() - started) * 1000, "sts_compute": float(res.processing_time_ms),
@@ -163,29 +179,50 @@ def dub_segment(work: SegmentWork, store: SegmentStore, registry: StreamRegistry
             registry.metrics.observe("livedub_stage_duration_seconds", timings[stage] / 1000, stage=stage)
     for bp in trip.backpressure:
         registry.metrics.count("livedub_sts_backpressure_total", action=bp.action)
-    transcript, translated = res.transcript or "", res.translated_text or ""
-    update = {"transcript": transcript, "translated_text": translated, "timings_ms": timings}
-    out = DubbedSegment(work=work, timings_ms=timings, transcript=transcript, translated_text=translated)
+    out = Answer(timings, res.transcript or "", res.translated_text or "")
     if res.status == "failed" or res.dubbed_audio is None:
-        reason = Reason(ReasonCode.STS_FAILED, res.error.code if res.error else "no audio")
-        return out.model_copy(update={"fallback": give_up(work, registry, reason, **update)})
+        out.fallback = Reason(ReasonCode.STS_FAILED, res.error.code if res.error else "no audio")
+        return out
     if res.dubbed_audio.format not in DUB_FORMATS:
-        reason = Reason(ReasonCode.STS_FAILED, f"dubbed audio in {res.dubbed_audio.format!r}, which livedub does "
-                                               f"not read (it reads {', '.join(DUB_FORMATS)})")
-        return out.model_copy(update={"fallback": give_up(work, registry, reason, **update)})
+        out.fallback = Reason(ReasonCode.STS_FAILED, f"dubbed audio in {res.dubbed_audio.format!r}, which livedub "
+                                                     f"does not read (it reads {', '.join(DUB_FORMATS)})")
+        return out
     audio = res.dubbed_audio.raw()
     if audio:
-        path = store.work_path(sibling(work.orig_key,
-                                       f"dub_{work.sequence:05d}.{DUB_FORMATS[res.dubbed_audio.format]}"))
+        path = store.work_path(sibling(work.orig_key, f"dub_{name}.{DUB_FORMATS[res.dubbed_audio.format]}"))
         path.write_bytes(audio)
         try:
             key = store.put(path)
         except StoreError as exc:
-            reason = Reason(ReasonCode.STS_FAILED, f"could not store the dub: {exc}")
-            return out.model_copy(update={"fallback": give_up(work, registry, reason, **update)})
+            out.fallback = Reason(ReasonCode.STS_FAILED, f"could not store the dub: {exc}")
+            return out
         finally:
             store.discard(path)
         out.dub = DubAudio(key=key, format=res.dubbed_audio.format,
                            sample_rate_hz=res.dubbed_audio.sample_rate_hz, channels=res.dubbed_audio.channels)
-    registry.update_segment(work.stream_id, work.sequence, **update)
+    return out
+
+
+def dub_segment(work: SegmentWork, store: SegmentStore, registry: StreamRegistry, pool: StsPool,
+                clock: Callable[[], float] = time.time) -> DubbedSegment:
+    """The STS-dispatch stage (fixed mode): one round trip, the dub stored, the segment's record updated."""
+    ans = ask(work, store, registry, pool, f"{work.sequence:05d}", clock)
+    out = DubbedSegment(work=work, timings_ms=ans.timings_ms, transcript=ans.transcript,
+                        translated_text=ans.translated_text, dub=ans.dub)
+    if ans.fallback is not None:
+        return out.model_copy(update={"fallback": give_up(work, registry, ans.fallback, **ans.fields())})
+    registry.update_segment(work.stream_id, work.sequence, **ans.fields())
+    return out
+
+
+def dub_unit(work: UnitWork, store: SegmentStore, registry: StreamRegistry, units: UnitBook, pool: StsPool,
+             clock: Callable[[], float] = time.time) -> DubbedUnit:
+    """The STS-dispatch stage (speech mode): one round trip per unit; its record gets the texts."""
+    ans = ask(work, store, registry, pool, f"u{work.sequence:05d}", clock)
+    out = DubbedUnit(work=work, timings_ms=ans.timings_ms, transcript=ans.transcript,
+                     translated_text=ans.translated_text, dub=ans.dub, fallback=ans.fallback)
+    if ans.fallback is not None:
+        units.settle(work.stream_id, work.sequence, SegmentStatus.FALLBACK, ans.fallback, **ans.fields())
+    else:
+        units.update(work.stream_id, work.sequence, **ans.fields())
     return out

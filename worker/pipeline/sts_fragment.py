@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from worker.core.messages import SegmentWork
+from worker.core.messages import DubRequest
 from worker.core.timing import AUDIO_RATE
 from worker.media.commands import m4a_args
 from worker.media.run import run_media
@@ -31,7 +31,7 @@ def pcm_to_m4a(pcm: bytes, ffmpeg_bin: str) -> bytes:
         return dst.read_bytes()
 
 
-def fragment_for(work: SegmentWork, fid: str, pcm: bytes, caps: dict[str, Any], chunk_ms: int,
+def fragment_for(work: DubRequest, fid: str, pcm: bytes, caps: dict[str, Any], chunk_ms: int,
                  ffmpeg_bin: str, clock: Callable[[], float]) -> FragmentData:
     if speaks_extensions(caps):
         audio = AudioIn(format="pcm_s16le", sample_rate_hz=AUDIO_RATE, channels=2, duration_ms=chunk_ms, data=pcm)
@@ -39,4 +39,4 @@ def fragment_for(work: SegmentWork, fid: str, pcm: bytes, caps: dict[str, Any], 
         audio = AudioIn(format="m4a", sample_rate_hz=AUDIO_RATE, channels=2, duration_ms=chunk_ms,
                         data_base64=base64.b64encode(pcm_to_m4a(pcm, ffmpeg_bin)).decode())
     return FragmentData(fragment_id=fid, stream_id=work.stream_id, sequence_number=work.sequence,
-                        timestamp=int(clock() * 1000), metadata={"pts_ns": int(work.start_s * 1e9)}, audio=audio)
+                        timestamp=int(clock() * 1000), metadata=work.fragment_metadata(), audio=audio)

@@ -37,6 +37,8 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "livedub_ingest_handovers_total": ("Ingest runs handed over by a worker shutting down (a redeploy).", ()),
     "livedub_publisher_handovers_total": ("Publishers handed over at a piece boundary by a worker shutting down.",
                                           ()),
+    "livedub_units_total": ("Speech units by outcome (processed, fallback, failed) and reason code.",
+                            ("status", "reason")),
     "media_service_worker_segments_processed_total": ("Seed-compatible: segments processed.", ("type",)),
 }
 STAGE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -46,6 +48,8 @@ HISTOGRAMS: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
                                        (4.0, 5.0, 6.0, 6.5, 7.0, 7.5, 8.0, 9.0, 10.0, 12.0, 15.0, 20.0)),
     "livedub_input_gap_seconds": ("Input lost between an ingest run and the one that went on.", (),
                                   (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0)),
+    "livedub_dub_lag_seconds": ("Speech mode: how long after its unit's start each dub starts.", (),
+                                (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)),
     # Absolute: OpenMetrics histograms with negative buckets carry no _sum/_count. The signed values
     # are on each stream's record (last_av_offset_start_ms / _end_ms).
     "livedub_output_av_offset_seconds": ("|audio - video| at the start and end of each published piece.",

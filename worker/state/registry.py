@@ -19,6 +19,7 @@ import redis
 from worker.core.models import StreamRecord, StreamState
 from worker.core.naming import validate_stream_id
 from worker.core.segments import Segment
+from worker.core.units import Unit
 from worker.state.metrics import Metrics
 from worker.state.records import RECORD_FIELDS, SEGMENT_FIELDS, Lease, StartOutcome, StartResult, _s
 from worker.state.registry_lua import END_INPUT, INCR, LEASE, MERGE, RELEASE, SEAL, SET, START, TRANSITION
@@ -65,7 +66,7 @@ class StreamRegistry:
         streams are active already (``at_limit``): one Lua call, so a burst cannot pass the limit."""
         job_id = uuid.uuid4().hex
         code, jid, n = self._start(
-            keys=[self.key(stream_id), self.key(stream_id, "segments"), self.index_key],
+            keys=[self.key(stream_id), self.key(stream_id, "segments"), self.index_key, self.key(stream_id, "units")],
             args=[stream_id, job_id, source, repr(self.clock()), max_active, self.record_prefix],
         )
         outcomes = (StartOutcome.EXISTING, StartOutcome.CREATED, StartOutcome.RESUMED, StartOutcome.AT_LIMIT)
@@ -87,6 +88,7 @@ class StreamRegistry:
     def _expire(self, stream_id: str) -> None:
         self._r.expire(self.key(stream_id), self.record_ttl_s)
         self._r.expire(self.key(stream_id, "segments"), self.record_ttl_s)
+        self._r.expire(self.key(stream_id, "units"), self.record_ttl_s)
 
     def seal(self, stream_id: str, job_id: str) -> bool:
         """The publisher is done: after this a re-publish starts a new generation. False when the
@@ -241,6 +243,11 @@ class StreamRegistry:
         if not self._merge(keys=[self.key(stream_id, "segments")], args=[str(sequence), json.dumps(fields)]):
             raise KeyError(f"{stream_id} has no segment {sequence}")
 
+    def merge(self, hash_key: str, sequence: int, fields: dict[str, object]) -> None:
+        """Merge fields into one JSON entry of a hash the registry named (segments, units)."""
+        if not self._merge(keys=[hash_key], args=[str(sequence), json.dumps(fields)]):
+            raise KeyError(f"{hash_key} has no entry {sequence}")
+
     def segment(self, stream_id: str, sequence: int) -> Segment | None:
         raw = self._r.hget(self.key(stream_id, "segments"), str(sequence))
         return Segment.model_validate_json(raw) if raw is not None else None
@@ -256,7 +263,10 @@ class StreamRegistry:
         fields = {_s(k): _s(v) for k, v in self._r.hgetall(self.key(stream_id)).items()}
         if not {"state", "job_id", "created_at"} <= set(fields):
             return None  # absent, or a fragment written by something that lost the race with a restart
-        return StreamRecord.from_redis(fields, self.segments(stream_id) if with_segments else None)
+        if not with_segments:
+            return StreamRecord.from_redis(fields)
+        units = [Unit.model_validate_json(v) for v in self._r.hgetall(self.key(stream_id, "units")).values()]
+        return StreamRecord.from_redis(fields, self.segments(stream_id), sorted(units, key=lambda u: u.sequence))
 
     def list(self, limit: int = 200) -> list[StreamRecord]:
         """The newest streams' records, without their segments, in one round trip."""

@@ -28,7 +28,7 @@ if cap > 0 then
   if active >= cap then return {3, '', active} end
 end
 local gen = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0') + 1
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[4])
 redis.call('HSET', KEYS[1], 'stream_id', ARGV[1], 'state', 'starting', 'job_id', ARGV[2],
   'generation', gen, 'source', ARGV[3], 'created_at', ARGV[4], 'updated_at', ARGV[4])
 redis.call('PERSIST', KEYS[1])

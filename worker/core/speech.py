@@ -1,0 +1,143 @@
+"""Speech units: where a unit of speech closes, given the voice-activity detector's frames. Pure.
+
+The detector gives one speech probability and one energy per 32 ms frame. A unit opens at speech and
+closes in a pause long enough (``min_pause_s``) once it is at least ``min_unit_s`` long; a unit that
+reaches ``max_unit_s`` without such a pause is cut at its quietest frame. A short unit followed by a long
+silence (``flush_pause_s``) closes as it is. Silence and music never make a unit.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+
+class CutKind(enum.StrEnum):
+    """Why a unit closed where it did."""
+
+    PAUSE = "pause"  # in a pause after at least min_unit_s of speech
+    QUIET = "quiet"  # at max_unit_s, at the quietest point (no pause came)
+    END = "end"  # the input ended (or the reader was handed over)
+
+
+@dataclass(frozen=True)
+class CutParams:
+    frame_s: float = 0.032  # Silero: 512 samples at 16 kHz
+    threshold: float = 0.5  # speech at or above
+    neg_threshold: float = 0.35  # silence below (between: as before)
+    min_pause_s: float = 0.2
+    min_unit_s: float = 1.0
+    max_unit_s: float = 4.0
+    flush_pause_s: float = 0.8  # a short unit closes anyway after this much silence
+    pad_s: float = 0.064  # kept around speech on both sides
+
+    def frames(self, seconds: float) -> int:
+        return max(1, math.ceil(seconds / self.frame_s - 1e-9))
+
+
+@dataclass(frozen=True)
+class CutUnit:
+    """A closed unit in frames of the detector's clock: [start, end) and where the speech resumes at the
+    earliest (the pause seen after it; ``end`` for a cut inside speech)."""
+
+    start: int
+    end: int
+    free_until: int
+    kind: CutKind
+
+
+@dataclass
+class UnitCutter:
+    """Feed it frames as the detector makes them; it returns the units that closed. Deterministic."""
+
+    params: CutParams = field(default_factory=CutParams)
+    frame: int = 0  # frames seen so far
+    start: int | None = None  # the open unit's first frame
+    speaking: bool = False
+    silence_from: int | None = None  # the current pause's first frame (inside an open unit)
+    energies: list[float] = field(default_factory=list)  # the open unit's frames' energy
+
+    def feed(self, probs: list[float], energies: list[float]) -> list[CutUnit]:
+        out: list[CutUnit] = []
+        p = self.params
+        for prob, energy in zip(probs, energies, strict=True):
+            i = self.frame
+            self.frame += 1
+            speech = prob >= p.threshold or (self.speaking and prob >= p.neg_threshold)
+            self.speaking = speech
+            if self.start is None:
+                if speech:
+                    self.start, self.silence_from, self.energies = max(0, i - p.frames(p.pad_s)), None, []
+                    self.energies = [0.0] * (i - self.start)
+                    self.energies.append(energy)
+                continue
+            self.energies.append(energy)
+            if speech:
+                self.silence_from = None
+            elif self.silence_from is None:
+                self.silence_from = i
+            if (cut := self._close(i + 1)) is not None:
+                out.append(cut)
+        return out
+
+    def _close(self, now: int) -> CutUnit | None:
+        assert self.start is not None
+        p = self.params
+        length = (self.silence_from if self.silence_from is not None else now) - self.start
+        if self.silence_from is not None:
+            pause = now - self.silence_from
+            if (pause >= p.frames(p.min_pause_s) and length >= p.frames(p.min_unit_s)) \
+                    or pause >= p.frames(p.flush_pause_s):
+                return self._emit(min(self.silence_from + p.frames(p.pad_s), now), now, CutKind.PAUSE)
+            if length + pause < p.frames(p.max_unit_s):
+                return None
+        elif now - self.start < p.frames(p.max_unit_s):
+            return None
+        # At the maximum length with no pause: cut at the quietest frame of the second half.
+        cut = quietest(self.energies, p.frames(p.min_unit_s))
+        return self._emit(self.start + cut, self.start + cut, CutKind.QUIET, reopen=True)
+
+    def _emit(self, end: int, free_until: int, kind: CutKind, reopen: bool = False) -> CutUnit:
+        assert self.start is not None
+        unit = CutUnit(self.start, end, free_until, kind)
+        if reopen:  # the speech goes on: the next unit starts at the cut, with the frames after it
+            rest = self.energies[end - self.start:]
+            self.start, self.energies = end, rest
+            if self.silence_from is not None and self.silence_from < end:
+                self.silence_from = end
+        else:
+            self.start, self.energies, self.silence_from = None, [], None
+        return unit
+
+    def flush(self) -> CutUnit | None:
+        """The input ended: the open unit closes where the speech ended."""
+        if self.start is None:
+            return None
+        end = self.silence_from if self.silence_from is not None else self.frame
+        unit = CutUnit(self.start, max(end, self.start + 1), self.frame, CutKind.END)
+        self.start, self.energies, self.silence_from = None, [], None
+        return unit
+
+    @property
+    def open_since(self) -> int | None:
+        return self.start
+
+
+def quietest(energies: list[float], min_len: int) -> int:
+    """The index of the quietest frame from ``min_len`` (or the second half) on; ties go to the latest,
+    so a cut leaves the longer unit before it. Pure."""
+    lo = min(max(min_len, len(energies) // 2), max(len(energies) - 1, 0))
+    best = lo
+    for i in range(lo, len(energies)):
+        if energies[i] <= energies[best]:
+            best = i
+    return max(best, 1)
+
+
+def max_unit_s(latency_s: float, lag_s: float, margin_s: float, reserve_s: float, pause_s: float,
+               sts_s: float, floor_s: float = 1.5, ceiling_s: float = 15.0) -> float:
+    """How long a unit may be so that its dub, asked for once it closes (after a pause) and answered in
+    ``sts_s``, still starts within ``lag_s`` of the unit's start on a stream ``latency_s`` behind. Pure."""
+    room = latency_s + lag_s - margin_s - reserve_s - pause_s - sts_s
+    return max(floor_s, min(ceiling_s, room))

@@ -1,0 +1,216 @@
+"""Segment extraction, speech mode: speech units from the continuous audio track, and the seal of each
+video piece once its audio is final.
+
+Runs in the ingest job, beside the reader: every poll it reads what the reader added to the track, runs
+the detector, closes units (:class:`UnitCutter`) and starts each unit's chain (STS-dispatch -> collect,
+which places the dub). Pieces (keyframe segments) come from the segment preparer; each is sealed, and
+its remux started, once no pending unit can still land in it (:func:`piece_final`) or at its deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from worker.core.messages import PieceWork, UnitWork
+from worker.core.placement import UnitSpan, piece_final
+from worker.core.segments import Reason, ReasonCode, SegmentStatus
+from worker.core.settings import Settings
+from worker.core.speech import CutKind, CutParams, CutUnit, UnitCutter, max_unit_s
+from worker.core.timing import AUDIO_RATE, FRAME_BYTES, piece_deadline
+from worker.core.units import Unit
+from worker.media.commands import AUDIO_TRACK
+from worker.media.vad import CHUNK_BYTES, DECIMATE, FRAME, SpeechDetector
+from worker.pipeline.prepare import copy_samples
+from worker.state.registry import StreamRegistry
+from worker.state.store import SegmentStore
+from worker.state.units import UnitBook
+
+log = logging.getLogger(__name__)
+LOST = Reason(ReasonCode.LATE, "no dub came by the time the unit's start was on air")
+REMUX_RESERVE_S = 0.8  # a piece is sealed this long before its deadline at the latest
+TRACK_FRAME = FRAME * DECIMATE  # track samples per detector frame
+READ_FRAMES = 64  # at most this many frames (2 s) per read
+POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Where this reader's clock sits: timeline = local + shift (samples); the output's origin and delay."""
+
+    origin_at: float
+    delay_s: float
+    shift: int
+
+
+class SpeechTracker:
+    def __init__(self, stream_id: str, job_id: str, out_dir: Path, *, registry: StreamRegistry,
+                 store: SegmentStore, settings: Settings, languages: tuple[str, str, str], latency_s: float,
+                 start_unit: Callable[[UnitWork], None], start_remux: Callable[[PieceWork], None],
+                 detector: SpeechDetector | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.stream_id, self.job_id, self.out_dir = stream_id, job_id, out_dir
+        self.registry, self.store, self.settings = registry, store, settings
+        self.units = UnitBook(registry)
+        self.languages = languages
+        self.start_unit, self.start_remux, self.clock = start_unit, start_remux, clock
+        self.detector = detector or SpeechDetector()
+        self.max_unit_s = max_unit_s(latency_s, settings.max_lag_s, settings.publish_margin_s, REMUX_RESERVE_S,
+                                     settings.min_pause_s, settings.sts_estimate_s)
+        self.cutter = UnitCutter(CutParams(min_pause_s=settings.min_pause_s, min_unit_s=settings.min_unit_s,
+                                           max_unit_s=self.max_unit_s))
+        self.tail = round((settings.max_lag_s + 0.5) * AUDIO_RATE)
+        self.at: Clock | None = None
+        self.read_bytes = 0  # of the track, fed to the detector
+        self.next_seq = 0
+        self.last_closed: int | None = None  # the last unit's sequence, until the next one opens
+        self.pending: dict[int, UnitSpan] = {}  # units not settled yet (timeline samples)
+        self.pieces: list[tuple[PieceWork, int]] = []  # not sealed yet: (work, timeline end sample)
+        self.was_open = False
+        self.lock = threading.Lock()
+        self.frame0 = 0  # the cutter's frame 0 in the detector frames of this reader's track
+
+    def start(self, origin_at: float, delay_s: float, offset_s: float) -> None:
+        """The reader's clock is placed (its first segment): units can be put on the timeline. A later run
+        of the job goes on with the numbering."""
+        self.at = Clock(origin_at, delay_s, round(offset_s * AUDIO_RATE))
+        known = self.units.all(self.stream_id)
+        self.next_seq = max((u.sequence + 1 for u in known), default=0)
+        if known:  # a run that goes on: what the runs before it heard is not heard again
+            local = max(0, round(known[-1].end_s * AUDIO_RATE) - self.at.shift)
+            self.frame0 = -(-local // TRACK_FRAME)
+            self.read_bytes = self.frame0 * CHUNK_BYTES
+
+    # the thread ------------------------------------------------------------
+    def run(self, stop: threading.Event, poll_s: float = POLL_S) -> None:
+        """Hear and seal until ``stop``, in a thread of its own: preparing a segment (probe, copies, the
+        fallback piece) never delays a unit's close or a piece's seal."""
+        while not stop.is_set():
+            try:
+                self.hear()
+                self.seal_due()
+            except Exception:  # a Redis blip or a bad read: the next round tries again
+                log.exception("%s: speech tracker round failed", self.stream_id)
+            stop.wait(poll_s)
+
+    def keep_from(self) -> int | None:
+        """The first track sample still needed (an open unit's audio), in the reader's clock."""
+        start = self.cutter.open_since
+        return None if start is None else (start + self.frame0) * TRACK_FRAME
+
+    # the detector ------------------------------------------------------------
+    def hear(self) -> None:
+        """Feed what the reader added to the track; close and dispatch units."""
+        if self.at is None:
+            return
+        track = self.out_dir / AUDIO_TRACK
+        size = track.stat().st_size if track.exists() else 0
+        while size - self.read_bytes >= CHUNK_BYTES:
+            n = min((size - self.read_bytes) // CHUNK_BYTES, READ_FRAMES)
+            with open(track, "rb") as f:
+                f.seek(self.read_bytes)
+                data = f.read(n * CHUNK_BYTES)
+            n = len(data) // CHUNK_BYTES
+            if n == 0:
+                break
+            self.read_bytes += n * CHUNK_BYTES
+            probs, energies = self.detector.frames(data[: n * CHUNK_BYTES])
+            for cut in self.cutter.feed(probs, energies):
+                self._dispatch(cut)
+            self._note_open()
+        heard = self.read_bytes // FRAME_BYTES + self.at.shift
+        self.registry.set_fields(self.stream_id, heard_until_s=round(heard / AUDIO_RATE, 6))
+
+    def flush(self) -> None:
+        """The input ended (or the reader stopped): the open unit closes where its speech ended."""
+        if self.at is not None and (cut := self.cutter.flush()) is not None:
+            self._dispatch(cut)
+
+    def _note_open(self) -> None:
+        """A unit opened: the unit before it learns where the next speech starts (its dub stops there)."""
+        opened = self.cutter.open_since is not None
+        if opened and not self.was_open and self.last_closed is not None and self.at is not None:
+            start = ((self.cutter.open_since or 0) + self.frame0) * TRACK_FRAME + self.at.shift
+            self.units.update(self.stream_id, self.last_closed, next_start_s=round(start / AUDIO_RATE, 6))
+            self.last_closed = None
+        self.was_open = opened
+
+    def _dispatch(self, cut: CutUnit) -> None:
+        assert self.at is not None
+        b0, b1 = (cut.start + self.frame0) * TRACK_FRAME, (cut.end + self.frame0) * TRACK_FRAME
+        t0, t1 = (b0 + self.at.shift) / AUDIO_RATE, (b1 + self.at.shift) / AUDIO_RATE
+        seq, now = self.next_seq, self.clock()
+        self.next_seq += 1
+        if self.last_closed is not None:
+            self.units.update(self.stream_id, self.last_closed, next_start_s=round(t0, 6))
+        deadline = piece_deadline(self.at.origin_at, t0 + self.settings.max_lag_s, self.at.delay_s,
+                                  self.settings.publish_margin_s) - REMUX_RESERVE_S
+        unit = Unit(sequence=seq, start_s=round(t0, 6), end_s=round(t1, 6), cut=cut.kind, closed_at=now,
+                    deadline_at=deadline, next_start_s=round(t1, 6) if cut.kind is CutKind.QUIET else None,
+                    clear_until_s=round(((cut.free_until + self.frame0) * TRACK_FRAME + self.at.shift) / AUDIO_RATE, 6))
+        self.units.add(self.stream_id, unit)
+        self.last_closed = None if cut.kind is CutKind.QUIET else seq
+        self.pending[seq] = UnitSpan(b0 + self.at.shift, b1 + self.at.shift, False)
+        path = self.out_dir / f"unit_{seq:05d}.pcm"
+        copy_samples(self.out_dir / AUDIO_TRACK, b0, b1, path)
+        key = self.store.put(path)
+        self.store.discard(path)
+        before = self.units.get(self.stream_id, seq - 1) if seq else None
+        source, target, voice = self.languages
+        self.start_unit(UnitWork(
+            stream_id=self.stream_id, job_id=self.job_id, sequence=seq, orig_key=key, start_s=unit.start_s,
+            end_s=unit.end_s, audio_samples=b1 - b0, deadline_at=deadline, source_language=source,
+            target_language=target, voice_profile=voice, context=(before.transcript or "") if before else ""))
+        log.info("%s: unit %d [%.2f, %.2f] (%s)", self.stream_id, seq, t0, t1, cut.kind.value)
+
+    # the seal ----------------------------------------------------------------
+    def add_piece(self, work: PieceWork) -> None:
+        with self.lock:
+            self.pieces.append((work, work.timeline_sample + work.audio_samples))
+
+    def seal_due(self) -> int:
+        """Seal, in order, the pieces whose audio is final or whose deadline is near; start their remux."""
+        if not self.pieces:
+            return 0
+        self._refresh()
+        assert self.at is not None
+        open_since = self.cutter.open_since
+        opened = None if open_since is None else (open_since + self.frame0) * TRACK_FRAME + self.at.shift
+        heard = self.read_bytes // FRAME_BYTES + self.at.shift
+        sealed, now = 0, self.clock()
+        while self.pieces:
+            work, end = self.pieces[0]
+            final = piece_final(work.timeline_sample, end, list(self.pending.values()), opened, heard, self.tail)
+            if not final and now < work.deadline_at - REMUX_RESERVE_S:
+                break
+            with self.lock:
+                self.pieces.pop(0)
+            if self.units.seal(self.stream_id, work.sequence, round(end / AUDIO_RATE, 6)):
+                self.start_remux(work)
+                sealed += 1
+        return sealed
+
+    def _refresh(self) -> None:
+        if not self.pending:
+            return
+        seqs = sorted(self.pending)
+        for u in self.units.range(self.stream_id, seqs[0], seqs[-1]):
+            if u.sequence in self.pending and u.status is not SegmentStatus.EXTRACTED:
+                del self.pending[u.sequence]
+        now = self.clock()
+        for seq in [s for s in self.pending if self._overdue(s, now)]:
+            # Its chain was lost (a worker died mid-task) or is that late: the original goes out under it.
+            self.units.settle(self.stream_id, seq, SegmentStatus.FALLBACK, LOST)
+            del self.pending[seq]
+
+    def _overdue(self, seq: int, now: float) -> bool:
+        assert self.at is not None
+        span = self.pending[seq]
+        return now > self.at.origin_at + span.start / AUDIO_RATE + self.at.delay_s + self.settings.max_lag_s + 2.0
+
+    @property
+    def done(self) -> bool:
+        return not self.pieces
