@@ -89,3 +89,25 @@ def test_an_engine_that_cannot_load_its_model_says_why_and_exits(tmp_path):
     assert "cannot serve" in err and str(missing) in err, err
     assert all(h["code"] == 503 and h["status"] in ("loading", "unavailable") for h in seen), seen
     print(f"health answers before the exit: {seen}")
+
+
+def test_a_unit_that_goes_on_with_a_sentence_is_translated_with_its_beginning(tmp_path):
+    """Speech mode's context in the fragment's metadata: the second half of a sentence cut inside speech is
+    translated as the rest of the whole sentence, without saying its beginning again."""
+    wav = tmp_path / "rest.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), "met this afternoon to discuss the budget"],
+                   check=True, timeout=30)
+    raw = wav.read_bytes()
+    audio = AudioIn(format="wav", sample_rate_hz=22050, channels=1, duration_ms=wav_duration_ms(raw), data=raw)
+    context = {"context": {"previous_transcript": "The city council.", "continues_sentence": True}}
+    with sts_server("--engine", "offline") as url, StsClient(url, token="sts-test-token-0123") as c:
+        c.init_stream(StreamInit(stream_id="ctx"))
+        c.send_fragment(FragmentData(fragment_id="c0", stream_id="ctx", sequence_number=0, audio=audio))
+        alone = c.wait_processed("c0", 60)
+        c.send_fragment(FragmentData(fragment_id="c1", stream_id="ctx", sequence_number=1, audio=audio,
+                                     metadata=context))
+        within = c.wait_processed("c1", 60)
+    assert alone.status == within.status == "success", (alone.error, within.error)
+    assert alone.translated_text.split()[0].lower() == "cumplido", alone.translated_text  # "met", no subject
+    assert within.translated_text.split()[0].lower() == "cumplió", within.translated_text  # "the council met"
+    assert "ayuntamiento" not in within.translated_text.lower()  # the beginning was dubbed already

@@ -88,6 +88,7 @@ class UnitWork(DubRequest):
     the transcript of the units before it (the ASR prompt) and the start of a sentence it ends."""
 
     context: str = ""
+    continues_sentence: bool = False  # the unit before was cut inside speech (no pause came)
 
     @property
     def fragment_id(self) -> str:
@@ -96,7 +97,7 @@ class UnitWork(DubRequest):
     def fragment_metadata(self) -> dict[str, object]:
         meta: dict[str, object] = {"pts_ns": int(self.start_s * 1e9), "unit": "speech"}
         if self.context:
-            meta["context"] = {"previous_transcript": self.context}
+            meta["context"] = {"previous_transcript": self.context, "continues_sentence": self.continues_sentence}
         return meta
 
 

@@ -163,7 +163,8 @@ class SpeechTracker:
         self.start_unit(UnitWork(
             stream_id=self.stream_id, job_id=self.job_id, sequence=seq, orig_key=key, start_s=unit.start_s,
             end_s=unit.end_s, audio_samples=b1 - b0, deadline_at=deadline, source_language=source,
-            target_language=target, voice_profile=voice, context=(before.transcript or "") if before else ""))
+            target_language=target, voice_profile=voice, context=(before.transcript or "") if before else "",
+            continues_sentence=before is not None and before.cut is CutKind.QUIET))
         log.info("%s: unit %d [%.2f, %.2f] (%s)", self.stream_id, seq, t0, t1, cut.kind.value)
 
     # the seal ----------------------------------------------------------------

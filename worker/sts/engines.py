@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from worker.media.wav import wav_duration_ms
 from worker.sts import languages
 from worker.sts.audio import AudioError, to_pcm_f32
+from worker.sts.context import SpeechContext, joined, strip_prefix
 from worker.sts.protocol import AudioIn, StageTimings, StreamConfig
 
 
@@ -41,7 +42,7 @@ class Engine(Protocol):
     def health(self) -> dict[str, Any]: ...
     def check(self, cfg: StreamConfig) -> languages.ConfigProblem | None: ...
     def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0,
-                sequence: int = 0) -> DubResult: ...
+                sequence: int = 0, context: SpeechContext | None = None) -> DubResult: ...
 
 
 class EchoEngine:
@@ -70,7 +71,7 @@ class EchoEngine:
         return None  # it translates nothing: any language pair and voice (the seed's echo server agrees)
 
     def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0,
-                sequence: int = 0) -> DubResult:
+                sequence: int = 0, context: SpeechContext | None = None) -> DubResult:
         wait = (delay_ms + self.delays.get(sequence, 0)) / 1000 + self.delay_factor * audio.duration_ms / 1000
         if wait > 0:
             time.sleep(wait)
@@ -143,7 +144,7 @@ class OfflineEngine:
                                       languages.installed_modes())
 
     def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0,
-                sequence: int = 0) -> DubResult:
+                sequence: int = 0, context: SpeechContext | None = None) -> DubResult:
         import numpy as np
 
         if self.model is None:
@@ -151,10 +152,12 @@ class OfflineEngine:
         t0 = time.perf_counter()
         pcm = np.frombuffer(to_pcm_f32(audio, raw), dtype=np.float32)
         segments, _ = self.model.transcribe(pcm, language=cfg.source_language, beam_size=1, vad_filter=True,
-                                            condition_on_previous_text=False)
+                                            condition_on_previous_text=False,
+                                            initial_prompt=context.prompt if context else None)
         transcript = " ".join(s.text.strip() for s in segments).strip()
         t1 = time.perf_counter()
-        translated = translate(transcript, cfg.source_language, cfg.target_language) if transcript else ""
+        translated = translate_in_context(transcript, context.sentence_start if context else "", cfg.source_language,
+                                          cfg.target_language) if transcript else ""
         t2 = time.perf_counter()
         wav = speak(translated, cfg.target_language, cfg.voice_profile) if translated else b""
         t3 = time.perf_counter()
@@ -165,14 +168,30 @@ class OfflineEngine:
         return DubResult(wav, "wav", 22050, 1, wav_duration_ms(wav), transcript, translated, timings)
 
 
-def translate(text: str, source: str, target: str) -> str:
-    chain = languages.MT_CHAINS[(source, target)]
-    for mode in chain:
+def _apertium(text: str, source: str, target: str) -> str:
+    """Apertium's output, blank lines (paragraphs) kept."""
+    for mode in languages.MT_CHAINS[(source, target)]:
         out = subprocess.run(["apertium", "-u", mode], input=text, capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             raise AudioError("TRANSLATION_FAILED", f"apertium {mode} failed: {out.stderr[-200:]}")
-        text = " ".join(out.stdout.split())
+        text = out.stdout
     return text
+
+
+def translate(text: str, source: str, target: str) -> str:
+    return " ".join(_apertium(text, source, target).split())
+
+
+def translate_in_context(text: str, sentence_start: str, source: str, target: str) -> str:
+    """``text`` translated as the rest of the sentence ``sentence_start`` began (one Apertium call: the
+    beginning and the whole sentence as two paragraphs), less what the beginning's translation said."""
+    if not sentence_start:
+        return translate(text, source, target)
+    paragraphs = [" ".join(p.split()) for p in _apertium(f"{sentence_start}\n\n{joined(sentence_start, text)}\n",
+                                                          source, target).split("\n\n")]
+    paragraphs = [p for p in paragraphs if p]
+    rest = strip_prefix(paragraphs[0], paragraphs[1]) if len(paragraphs) == 2 else None
+    return rest if rest is not None else translate(text, source, target)
 
 
 def speak(text: str, language: str, voice_profile: str) -> bytes:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from worker.sts.audio import AudioError, to_m4a
+from worker.sts.context import SpeechContext
 from worker.sts.engines import Engine
 from worker.sts.protocol import ErrorInfo, FragmentData, FragmentProcessed, encode_audio
 from worker.sts.sessions import StreamSession
@@ -36,7 +37,8 @@ def process(engine: Engine, session: StreamSession, work: Work) -> FragmentProce
             code="TIMEOUT", message=f"waited {waited_ms:.0f} ms in the queue, over timeout_ms", retryable=True))
     try:
         delay = float(frag.metadata.get("echo_delay_ms", 0) or 0)
-        res = engine.process(frag.audio, work.raw, session.config, delay_ms=delay, sequence=frag.sequence_number)
+        res = engine.process(frag.audio, work.raw, session.config, delay_ms=delay, sequence=frag.sequence_number,
+                             context=SpeechContext.from_metadata(frag.metadata))
         data, fmt, rate, channels = res.audio, res.format, res.sample_rate_hz, res.channels
         if frag.audio.format == "m4a" and fmt != "m4a":  # answer in the client's format (v1.0 reads MP4)
             data, fmt = to_m4a(data, fmt, rate, channels), "m4a"

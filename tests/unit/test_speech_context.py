@@ -1,0 +1,43 @@
+"""Context across units: what rides in the fragment's metadata and how the STS service uses it. Pure."""
+
+from worker.core.messages import UnitWork
+from worker.sts.context import SpeechContext, joined, strip_prefix
+
+
+def unit(**kw):
+    return UnitWork(stream_id="s", job_id="j" * 8, sequence=3, orig_key="k", start_s=1.0, end_s=2.0,
+                    audio_samples=48000, deadline_at=0, source_language="en", target_language="es",
+                    voice_profile="default", **kw)
+
+
+def test_context_rides_in_metadata_and_reads_back():
+    meta = unit(context="The city council.", continues_sentence=True).fragment_metadata()
+    ctx = SpeechContext.from_metadata(meta)
+    assert ctx == SpeechContext("The city council.", True)
+    assert "context" not in unit().fragment_metadata()
+    assert SpeechContext.from_metadata({"context": "nonsense"}) is None
+    assert SpeechContext.from_metadata({"context": {"previous_transcript": 5}}) == SpeechContext("", False)
+
+
+def test_the_sentence_a_unit_goes_on_with():
+    assert SpeechContext("It rained. The city council.", True).sentence_start == "The city council"
+    assert SpeechContext("It rained. The city council", False).sentence_start == "The city council"
+    assert SpeechContext("It rained. The council met.", False).sentence_start == ""
+    assert SpeechContext("", True).sentence_start == ""
+
+
+def test_the_prompt_is_the_end_of_what_was_said():
+    assert SpeechContext("x" * 500).prompt == "x" * 200
+    assert SpeechContext("").prompt is None
+
+
+def test_joined_continues_the_sentence():
+    assert joined("The city council", "Met this afternoon.") == "The city council met this afternoon."
+    assert joined("", "Met.") == "Met."
+
+
+def test_the_beginning_is_taken_off_the_whole_translation():
+    assert strip_prefix("El ayuntamiento", "El ayuntamiento cumplió esta tarde.") == "cumplió esta tarde."
+    assert strip_prefix("El ayuntamiento.", "el Ayuntamiento, cumplió") == "cumplió"
+    assert strip_prefix("La ciudad", "El ayuntamiento cumplió") is None  # reordered: no clean cut
+    assert strip_prefix("El ayuntamiento", "El ayuntamiento") is None
