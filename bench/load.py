@@ -25,6 +25,7 @@ from pathlib import Path
 
 import redis
 
+from bench.speech import NEWS
 from bench.support.load import run_streams, shortfalls, stack_rss_mb, summarize
 from worker.devstack.samples import make_video
 from worker.devstack.stack import LocalStack, StackConfig
@@ -73,11 +74,12 @@ def capacity(engine: str, max_n: int, seconds: int, burst: bool, from_n: int = 2
           f"streams, starts {starts}, this machine)")
 
 
-def soak(n: int, minutes: float, engine: str) -> None:
+def soak(n: int, minutes: float, engine: str, news: bool = False) -> None:
     seconds = int(minutes * 60)
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        video = make_video(tmp / "v.flv", seconds, speech=True)
+        text = " ".join(NEWS * (seconds // 45 + 1)) if news else None  # sentences, as a news reader says them
+        video = make_video(tmp / "v.flv", seconds, speech=True, text=text)
         stack = stack_for(tmp, engine)
         stack.start()
         samples: list[tuple[float, dict[str, float]]] = []
@@ -100,6 +102,9 @@ def soak(n: int, minutes: float, engine: str) -> None:
             stack.stop()
     print(f"soak: {n} streams x {minutes} min, engine {engine}, starts 6/N s apart")
     print(f"segments {s.segments}, fallback reasons {s.fallback_reasons}, lost {s.lost}, errors {s.errors}")
+    if s.units.processed + s.units.fallback + s.units.failed:
+        print(f"speech units {s.units}, fallback reasons {s.unit_fallback_reasons}; unit fallbacks per stream-minute "
+              f"{(s.units.fallback + s.units.failed) / (n * minutes):.2f}")
     print(f"glass-to-glass p95: first minute {s.g2g_p95_first_min_s:.2f}s, last minute "
           f"{s.g2g_p95_last_min_s:.2f}s")
     live = [(t, rss) for t, rss in samples if t <= seconds]
@@ -132,11 +137,12 @@ def main() -> None:
     s.add_argument("--streams", type=int, default=2)
     s.add_argument("--minutes", type=float, default=10)
     s.add_argument("--engine", default="echo")
+    s.add_argument("--news", action="store_true", help="news-style sentences (bench.speech's) instead of counting")
     args = ap.parse_args()
     if args.mode == "capacity":
         capacity(args.engine, args.max, args.seconds, args.burst, args.from_n)
     else:
-        soak(args.streams, args.minutes, args.engine)
+        soak(args.streams, args.minutes, args.engine, args.news)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -7,6 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.support import make_video, redis_server, s3_server
+
+# Speech mode is livedub's default. The tests written for fixed fragments (the seed's mode, still a
+# per-stream option) run in it explicitly: settings made here and every stack a test starts inherit this.
+# The speech-mode tests set LIVEDUB_SEGMENTATION=speech themselves.
+os.environ.setdefault("LIVEDUB_SEGMENTATION", "fixed")
 
 
 @pytest.fixture(autouse=True)

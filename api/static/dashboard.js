@@ -70,11 +70,46 @@ function renderDetail(s) {
   }).join("");
 }
 
+// Speech mode: the last minute of the timeline, pieces (cut at keyframes) against units (speech) and
+// where each dub was placed; then the units themselves.
+function bar(cls, start, end, t0, span, title) {
+  const left = Math.max(0, (start - t0) / span * 100), width = Math.max(0.3, (end - Math.max(start, t0)) / span * 100);
+  return `<div class="bar ${esc(cls)}" style="left:${left}%;width:${width}%" title="${esc(title)}"></div>`;
+}
+
+function renderUnits(s) {
+  const units = s.units || [];
+  document.getElementById("units").hidden = !units.length;
+  if (!units.length) return;
+  const end = Math.max(...s.segments.map((g) => g.end_s), ...units.map((u) => u.end_s));
+  const span = 60, t0 = Math.max(0, end - span);
+  const recent = (xs) => xs.filter((x) => x.end_s > t0);
+  document.getElementById("timeline").innerHTML =
+    `<div class="lane"><span>pieces</span>${recent(s.segments).map((g) => bar(g.status, g.start_s, g.end_s, t0, span,
+      `piece ${g.sequence} ${g.start_s.toFixed(2)}–${g.end_s.toFixed(2)} s ${g.status}`)).join("")}</div>` +
+    `<div class="lane"><span>speech</span>${recent(units).map((u) => bar(u.status, u.start_s, u.end_s, t0, span,
+      `unit ${u.sequence} ${u.start_s.toFixed(2)}–${u.end_s.toFixed(2)} s ${u.status} ${u.reason || ""}`)).join("")}</div>` +
+    `<div class="lane"><span>dubs</span>${recent(units).filter((u) => u.dub_start_s !== null && u.dub_start_s !== undefined)
+      .map((u) => bar("dub", u.dub_start_s, u.dub_end_s, t0, span, `dub of unit ${u.sequence}: lag ${u.lag_s} s, ×${u.stretch_ratio}`))
+      .join("")}</div>` + `<div class="axis">${t0.toFixed(0)} s … ${end.toFixed(0)} s</div>`;
+  document.querySelector("#unit-table tbody").innerHTML = units.slice(-50).reverse().map((u) => {
+    const t = u.timings_ms || {};
+    return `<tr class="unit" data-seq="${u.sequence}"><td>${u.sequence}</td>
+      <td>${u.start_s.toFixed(2)}–${u.end_s.toFixed(2)} s</td><td>${badge(u.status)}</td><td>${u.reason_code ? `<code>${esc(u.reason_code)}</code> ` : ""}${esc(u.reason)}</td>
+      <td class="transcript">${esc(u.transcript)}</td><td class="translation">${esc(u.translated_text)}</td>
+      <td>${u.lag_s ?? ""}</td><td>${u.stretch_ratio ?? ""}</td><td>${ms(t.sts_rtt)}</td><td>${ms(t.collect)}</td></tr>`;
+  }).join("");
+}
+
 async function tick() {
   try {
     const {streams} = await getJSON("/v1/streams");
     renderStreams(streams);
-    if (selected) renderDetail(await getJSON(`/v1/streams/${encodeURIComponent(selected)}`));
+    if (selected) {
+      const s = await getJSON(`/v1/streams/${encodeURIComponent(selected)}`);
+      renderDetail(s);
+      renderUnits(s);
+    }
     document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (err) {
     document.getElementById("updated").textContent = `error: ${err.message}`;

@@ -25,6 +25,8 @@ class LoadSummary(BaseModel):
     errors: list[str]
     g2g_p95_first_min_s: float
     g2g_p95_last_min_s: float
+    units: SegmentCounts = SegmentCounts()  # speech mode
+    unit_fallback_reasons: dict[str, int] = {}
 
 
 def run_streams(state: dict[str, Any], video: Path, n: int, out_dir: Path, prefix: str,
@@ -57,8 +59,9 @@ def run_streams(state: dict[str, Any], video: Path, n: int, out_dir: Path, prefi
 
 
 def summarize(reports: list[DubReport | str], expected_segments: int) -> LoadSummary:
-    totals = SegmentCounts()
+    totals, units = SegmentCounts(), SegmentCounts()
     reasons: dict[str, int] = {}
+    unit_reasons: dict[str, int] = {}
     first: list[float] = []
     last: list[float] = []
     done = [r for r in reports if isinstance(r, DubReport)]
@@ -68,13 +71,20 @@ def summarize(reports: list[DubReport | str], expected_segments: int) -> LoadSum
         totals.failed += r.segments.failed
         for code, count in r.fallback_reasons.items():
             reasons[code] = reasons.get(code, 0) + count
+        if r.units is not None:
+            units.processed += r.units.processed
+            units.fallback += r.units.fallback
+            units.failed += r.units.failed
+            for code, count in r.unit_fallback_reasons.items():
+                unit_reasons[code] = unit_reasons.get(code, 0) + count
         first += r.latency_series_s[:60]
         last += r.latency_series_s[-60:]
     lost = expected_segments * len(reports) - (totals.processed + totals.fallback + totals.failed)
     return LoadSummary(streams=len(reports), segments=totals, fallback_reasons=reasons, lost=lost,
                        errors=[r for r in reports if isinstance(r, str)],
                        g2g_p95_first_min_s=percentile(sorted(first), 95),
-                       g2g_p95_last_min_s=percentile(sorted(last), 95))
+                       g2g_p95_last_min_s=percentile(sorted(last), 95), units=units,
+                       unit_fallback_reasons=unit_reasons)
 
 
 def shortfalls(s: LoadSummary, drift: float = 0.10) -> list[str]:

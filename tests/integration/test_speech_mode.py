@@ -97,6 +97,7 @@ def test_sentences_are_units_their_dubs_cross_pieces_and_a_late_unit_falls_back_
     assert units[2]["status"] == "fallback" and units[2]["reason_code"] in ("sts_timeout", "late"), units[2]
     assert all(p["status"] == "processed" for p in pieces), [(p["status"], p["reason"]) for p in pieces]
     assert rep["segments"]["fallback"] == 0 and rep["segments"]["failed"] == 0
+    assert rep["units"] == {"processed": len(units) - 1, "fallback": 1, "failed": 0}, rep
     out = analyze_file(tmp_path / "out.mp4")
     assert out.check(24.0, 0.15, 25) == []
 
@@ -104,7 +105,10 @@ def test_sentences_are_units_their_dubs_cross_pieces_and_a_late_unit_falls_back_
     t0 = 0.0  # timeline time is input time (the output is aligned onto the input)
     for cut in spanned:  # around the boundary: the dub on both sides, no gap, no click
         near = ratios(inp, dubbed, cut - t0 - 0.3, cut - t0 + 0.3)
-        assert near and all(1.05 < r < 1.45 for r in near), (cut, [round(r, 2) for r in near])
+        # A gap in the dub would show the ducked original alone (0.25) for a window or more; each piece's own
+        # AAC encode dips up to ~15 % in the window at its first frame, in fixed mode too.
+        assert near and all(0.9 < r < 1.45 for r in near), (cut, [round(r, 2) for r in near])
+        assert float(np.median(near)) > 1.15
         i0, i1 = int((cut - t0 - 0.05) * RATE), int((cut - t0 + 0.05) * RATE)
         assert np.max(np.abs(np.diff(dubbed[i0:i1]))) < 1.6 * np.max(np.abs(np.diff(inp[i0:i1]))) + 200
     for u in units:
@@ -136,17 +140,18 @@ def test_a_monologue_without_pauses_is_cut_at_its_quietest_points(stack, media_d
     rec = stack.wait_state("mono", {"ended", "failed"}, 60)
     units = rec["units"]
     lengths = [u["end_s"] - u["start_s"] for u in units]
-    # max_unit_s(8 s latency, 1.5 s lag, ...) = 6.7 s
-    assert units and all(length <= 6.75 for length in lengths), lengths
+    # at most lag + latency - margin - seal reserve - pause - STS estimate = 1.5 + 8 - 0.3 - 0.5 - 0.2 - 1.2
+    assert units and all(length <= 7.3 + 0.04 for length in lengths), lengths
     quiet = [u for u in units if u["cut"] == "quiet"]
     assert quiet, [(u["start_s"], u["end_s"], u["cut"]) for u in units]
     assert all(b["start_s"] - a["end_s"] < 0.3 for a, b in zip(units, units[1:], strict=False))  # no speech lost
     sig = mono(video)
     t0 = 0.0  # timeline time is input time
-    for u in quiet:
-        at = rms(sig, u["end_s"] - t0 - 0.016, u["end_s"] - t0 + 0.016)
-        around = np.median([rms(sig, t, t + 0.032) for t in np.arange(u["start_s"] - t0, u["end_s"] - t0, 0.032)])
-        assert at < 0.5 * around, (u["end_s"], at, around)
+    for u in quiet:  # the cut frame is among the quietest of the stretch it was chosen from (the second half)
+        at = rms(sig, u["end_s"] - t0, u["end_s"] - t0 + 0.032)
+        half = (u["start_s"] + u["end_s"]) / 2 - t0
+        frames = [rms(sig, t, t + 0.032) for t in np.arange(half, u["end_s"] - t0 + 1.0, 0.032)]
+        assert at <= np.percentile(frames, 30), (u["end_s"], at, np.percentile(frames, [10, 30, 50]))
     assert all(u["status"] in ("processed", "fallback", "failed") for u in units)
 
 

@@ -140,3 +140,17 @@ def test_open_publishing_is_explicit_and_shown(redis_url):
     assert c.get("/health").get_json()["open_publishing"] is True
     assert nginx(c, "publish", "anyone/in").status_code == 202
     assert nginx(c, "publish", "anyone/out").status_code == 403  # the output stays livedub's
+
+
+def test_speech_options_are_taken_and_bad_ones_refused_with_a_reason(app):
+    c = app.test_client()
+    made = create(c, "talk", segmentation="speech", latency_s=5)
+    assert made.status_code == 201 and made.json["options"] == {"segmentation": "speech", "latency_s": 5.0}
+    far = create(c, "far", latency_s=120)
+    assert far.status_code == 400 and "latency_s" in far.json["reason"]
+    odd = create(c, "odd", segmentation="words")
+    assert odd.status_code == 400 and "segmentation" in odd.json["reason"]
+    # in the publish URL's query too: refused before any job
+    key = create(c, "q").json["publish_key"]
+    refused = nginx(c, "publish", "q/in", key=key, latency_s="1")
+    assert refused.status_code == 400 and "latency_s" in refused.get_data(as_text=True)

@@ -95,8 +95,8 @@ def test_a_unit_that_goes_on_with_a_sentence_is_translated_with_its_beginning(tm
     """Speech mode's context in the fragment's metadata: the second half of a sentence cut inside speech is
     translated as the rest of the whole sentence, without saying its beginning again."""
     wav = tmp_path / "rest.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), "met this afternoon to discuss the budget"],
-                   check=True, timeout=30)
+    text = "met this afternoon to discuss the budget"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True, timeout=30)
     raw = wav.read_bytes()
     audio = AudioIn(format="wav", sample_rate_hz=22050, channels=1, duration_ms=wav_duration_ms(raw), data=raw)
     context = {"context": {"previous_transcript": "The city council.", "continues_sentence": True}}

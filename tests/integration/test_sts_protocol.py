@@ -288,3 +288,20 @@ def test_one_connection_cannot_open_streams_without_end(client):
     assert raw_err.code == "TOO_MANY_STREAMS", raw_err
     client.end_stream("many0", 5)
     client.init_stream(StreamInit(stream_id="many20", worker_id="w1"))  # room again
+
+
+def test_a_fragment_that_waited_past_its_budget_is_skipped_not_computed(client):
+    """livedub sends metadata.budget_ms (how long it will wait): the service does not spend an engine on a
+    fragment that waited longer than that in its queue, so an overload does not snowball."""
+    for i in range(3):  # every engine thread busy for 1.5 s
+        client.init_stream(StreamInit(stream_id=f"busy{i}"))
+        client.send_fragment(frag(0, f"busy{i}", delay_ms=1500))
+    client.init_stream(StreamInit(stream_id="bud"))
+    late = frag(0, "bud")
+    late.metadata = {"budget_ms": 300}
+    client.send_fragment(late)
+    patient = frag(1, "bud")
+    client.send_fragment(patient)
+    skipped, done = client.wait_processed("bud-f0", 10), client.wait_processed("bud-f1", 10)
+    assert skipped.status == "failed" and skipped.error.code == "TIMEOUT" and skipped.error.retryable, skipped
+    assert done.status == "success", done.error

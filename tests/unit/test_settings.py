@@ -33,3 +33,12 @@ def test_placeholder_and_short_secrets_are_refused_at_start():
     with pytest.raises(ValueError, match="shorter than 16"):
         load_settings(operator_token="short")
     assert load_settings(internal_key="a" * 16).internal_key_value() == "a" * 16
+
+
+def test_speech_mode_is_the_default(monkeypatch):
+    from worker.core.units import Segmentation
+
+    monkeypatch.delenv("LIVEDUB_SEGMENTATION", raising=False)
+    assert load_settings().segmentation is Segmentation.SPEECH
+    monkeypatch.setenv("LIVEDUB_SEGMENTATION", "fixed")
+    assert load_settings().segmentation is Segmentation.FIXED

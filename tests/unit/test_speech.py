@@ -61,6 +61,7 @@ def test_quietest_prefers_the_latest_of_equals_past_the_minimum():
 
 def test_max_unit_follows_the_latency():
     assert max_unit_s(6.0, 1.5, 0.3, 0.8, 0.2, 1.5) == pytest.approx(4.7)
+    assert max_unit_s(6.0, 1.5, 0.3, 0.8, 0.2, 1.5, piece_s=2.0) == pytest.approx(3.7)  # pieces seal whole
     assert max_unit_s(3.0, 0.0, 0.3, 0.8, 0.2, 1.5) == 1.5  # never below the floor
     assert max_unit_s(60.0, 1.5, 0.3, 0.8, 0.2, 1.5) == 15.0
 
@@ -120,3 +121,23 @@ def test_mix_puts_each_dub_at_its_place_over_the_ducked_original():
     assert out[4000, 0] == 500  # the dub fades in from nothing: no click
     assert 1000 > out[3000, 0] > 500  # the original ramps down before the dub
     assert np.max(np.abs(np.diff(out[:, 0].astype(int)))) < 20  # no step anywhere
+
+
+def test_a_units_budget_follows_the_keyframe_its_dub_must_reach():
+    from worker.core.speech import unit_budget_s
+
+    args = dict(piece_s=2.0, delay_s=6.0, lag_s=1.5, margin_s=0.3, reserve_s=0.5, pause_s=0.2, sts_s=1.2)
+    # Just after a keyframe: the dub can reach no later piece within the lag, so it must be ready before
+    # this piece is sealed.
+    assert unit_budget_s(0.51, [0.08], **args) == pytest.approx(0.08 + 3.8 - 0.51)
+    # Within the lag of the next keyframe: that piece will do.
+    assert unit_budget_s(1.0, [0.08], **args) == pytest.approx(2.08 + 3.8 - 1.0)
+    # Keyframes not seen yet are taken to come every piece_s.
+    assert unit_budget_s(7.0, [0.08, 2.08], **args) == pytest.approx(8.08 + 3.8 - 7.0)
+    assert unit_budget_s(0.5, [], **args) == pytest.approx(3.8)
+
+
+def test_the_cutter_takes_each_units_own_limit():
+    cutter = UnitCutter(P, longest=lambda start: 15)  # 1.5 s for every unit
+    units = cutter.feed([0.9] * 40, [1.0] * 40)
+    assert units and units[0].kind is CutKind.QUIET and units[0].end - units[0].start <= 15

@@ -24,6 +24,7 @@ def test_the_sentence_a_unit_goes_on_with():
     assert SpeechContext("It rained. The city council", False).sentence_start == "The city council"
     assert SpeechContext("It rained. The council met.", False).sentence_start == ""
     assert SpeechContext("", True).sentence_start == ""
+    assert SpeechContext("It rained. Unless to be rather...", False).sentence_start == "Unless to be rather"
 
 
 def test_the_prompt_is_the_end_of_what_was_said():

@@ -157,3 +157,13 @@ def test_fair_queue_is_bounded_in_bytes_too():
     assert q.pop() == ("a", "a0") and q.bytes == 400
     q.put("b", "b2", 500)
     assert q.drop("b") == ["b1", "b2"] and q.bytes == 0 and q.size == 0
+
+
+def test_a_fragment_waits_no_longer_than_its_client_does():
+    from worker.sts.work import wait_limit_ms
+
+    assert wait_limit_ms(8000, {}) == 8000
+    assert wait_limit_ms(8000, {"budget_ms": 1900}) == 1900
+    assert wait_limit_ms(1000, {"budget_ms": 5000}) == 1000
+    assert wait_limit_ms(8000, {"budget_ms": "soon"}) == 8000 and wait_limit_ms(8000, {"budget_ms": True}) == 8000
+    assert wait_limit_ms(8000, {"budget_ms": -5}) == 8000

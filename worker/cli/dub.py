@@ -56,6 +56,8 @@ class DubReport(BaseModel):
     reason: str | None
     segments: SegmentCounts
     fallback_reasons: dict[str, int] = Field(default_factory=dict)
+    units: SegmentCounts | None = None  # speech mode: the speech units, by outcome
+    unit_fallback_reasons: dict[str, int] = Field(default_factory=dict)
     output: OutputSummary | None
     latency_s: Latency
     latency_series_s: list[float] = Field(default_factory=list)  # one per second of media, in order
@@ -165,12 +167,20 @@ def report(sid: str, record: dict[str, Any], output: Path, inp: list[tuple[float
         if status is SegmentStatus.FALLBACK:
             code = seg.reason_code.value if seg.reason_code else "unknown"
             reasons[code] = reasons.get(code, 0) + 1
+    units, unit_reasons = SegmentCounts(), dict[str, int]()
+    for unit in rec.units if rec else []:
+        status = unit.status if unit.status.terminal else SegmentStatus.FAILED
+        setattr(units, status.value, getattr(units, status.value) + 1)
+        if status is not SegmentStatus.PROCESSED:
+            code = unit.reason_code.value if unit.reason_code else "unknown"
+            unit_reasons[code] = unit_reasons.get(code, 0) + 1
     analysis = analyze_file(output).summary() if output.exists() and output.stat().st_size else None
     series = glass_to_glass(inp, out)
     delays = sorted(series)
     return DubReport(
         stream_id=sid, state=record.get("state"), reason=record.get("reason"), segments=counts,
-        fallback_reasons=reasons, output=None if analysis is None else OutputSummary.model_validate(analysis),
+        fallback_reasons=reasons, units=units if rec and rec.units else None, unit_fallback_reasons=unit_reasons,
+        output=None if analysis is None else OutputSummary.model_validate(analysis),
         latency_s=Latency(p50=round(percentile(delays, 50), 3), p95=round(percentile(delays, 95), 3),
                           samples=len(delays)),
         latency_series_s=[round(d, 3) for d in series],

@@ -118,14 +118,14 @@ class Settings(BaseSettings):
     audio_bitrate: str = "128k"
     # Speech mode: units follow the speaker; video pieces are cut at every keyframe (piece_seconds at
     # least), the output runs latency_s behind, a dub starts at most max_lag_s after its unit's start.
-    segmentation: Segmentation = Segmentation.FIXED
+    segmentation: Segmentation = Segmentation.SPEECH
     latency_s: float = Field(6.0, ge=3.0, le=30)
     piece_seconds: float = Field(1.0, gt=0.5, le=10)
     max_lag_s: float = Field(1.5, ge=0, le=10)
     speech_max_stretch: float = Field(1.25, ge=1.0, le=2.0)
     min_unit_s: float = Field(1.0, ge=0.2, le=10)
     min_pause_s: float = Field(0.2, ge=0.1, le=2)
-    sts_estimate_s: float = Field(1.5, ge=0.1, le=20)  # the STS round trip a unit's length allows for
+    sts_estimate_s: float = Field(1.2, ge=0.1, le=20)  # the STS round trip a unit's length allows for
 
     # The STS service.
     sts_url: str = "http://127.0.0.1:8765"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -57,6 +58,9 @@ class UnitCutter:
     speaking: bool = False
     silence_from: int | None = None  # the current pause's first frame (inside an open unit)
     energies: list[float] = field(default_factory=list)  # the open unit's frames' energy
+    # The longest a unit starting at a frame may be, in frames (where the video's keyframes fall makes it
+    # differ from unit to unit); None: params.max_unit_s for every unit.
+    longest: Callable[[int], int] | None = None
 
     def feed(self, probs: list[float], energies: list[float]) -> list[CutUnit]:
         out: list[CutUnit] = []
@@ -90,13 +94,18 @@ class UnitCutter:
             if (pause >= p.frames(p.min_pause_s) and length >= p.frames(p.min_unit_s)) \
                     or pause >= p.frames(p.flush_pause_s):
                 return self._emit(min(self.silence_from + p.frames(p.pad_s), now), now, CutKind.PAUSE)
-            if length + pause < p.frames(p.max_unit_s):
+            if length + pause < self._limit():
                 return None
-        elif now - self.start < p.frames(p.max_unit_s):
+        elif now - self.start < self._limit():
             return None
         # At the maximum length with no pause: cut at the quietest frame of the second half.
         cut = quietest(self.energies, p.frames(p.min_unit_s))
         return self._emit(self.start + cut, self.start + cut, CutKind.QUIET, reopen=True)
+
+    def _limit(self) -> int:
+        assert self.start is not None
+        p = self.params
+        return self.longest(self.start) if self.longest is not None else p.frames(p.max_unit_s)
 
     def _emit(self, end: int, free_until: int, kind: CutKind, reopen: bool = False) -> CutUnit:
         assert self.start is not None
@@ -136,8 +145,27 @@ def quietest(energies: list[float], min_len: int) -> int:
 
 
 def max_unit_s(latency_s: float, lag_s: float, margin_s: float, reserve_s: float, pause_s: float,
-               sts_s: float, floor_s: float = 1.5, ceiling_s: float = 15.0) -> float:
+               sts_s: float, piece_s: float = 0.0, floor_s: float = 1.5, ceiling_s: float = 15.0) -> float:
     """How long a unit may be so that its dub, asked for once it closes (after a pause) and answered in
-    ``sts_s``, still starts within ``lag_s`` of the unit's start on a stream ``latency_s`` behind. Pure."""
-    room = latency_s + lag_s - margin_s - reserve_s - pause_s - sts_s
+    ``sts_s``, still starts within ``lag_s`` of the unit's start on a stream ``latency_s`` behind. A piece
+    (``piece_s``, keyframe to keyframe) is sealed whole, before its deadline: half a piece is kept back (a
+    whole one would cut most sentences in two and cost more in ASR errors than the few units it saves). Pure."""
+    room = latency_s + lag_s - piece_s / 2 - margin_s - reserve_s - pause_s - sts_s
+    return max(floor_s, min(ceiling_s, room))
+
+
+def unit_budget_s(start_s: float, keyframes: list[float], piece_s: float, delay_s: float, lag_s: float,
+                  margin_s: float, reserve_s: float, pause_s: float, sts_s: float, floor_s: float = 1.5,
+                  ceiling_s: float = 15.0) -> float:
+    """How long the unit starting at ``start_s`` (timeline) may be. Its dub may start as late as
+    ``start_s + lag_s``, inside the piece that begins at the last keyframe before that point; that piece is
+    sealed at its start + ``delay_s`` − ``margin_s`` − ``reserve_s``, so the dub must be ready by then:
+    the unit's close (its end and a pause) plus the STS round trip. Keyframes after the known ones are
+    taken to come every ``piece_s``. Pure."""
+    reach = start_s + lag_s
+    known = [k for k in keyframes if k <= reach]
+    last = max(known) if known else start_s
+    if keyframes and piece_s > 0 and max(keyframes) <= reach:
+        last = max(keyframes) + math.floor((reach - max(keyframes)) / piece_s + 1e-9) * piece_s
+    room = last + delay_s - margin_s - reserve_s - pause_s - sts_s - start_s
     return max(floor_s, min(ceiling_s, room))

@@ -128,7 +128,7 @@ class SegmentPreparer:
             self.place(self.clock(), local)
             if self.speech is not None:
                 assert self.origin_at is not None
-                self.speech.start(self.origin_at, self.delay_s, self.offset_s)
+                self.speech.start(self.origin_at, self.delay_s, self.offset_s, local[1] - local[0])
                 self.speech_thread = threading.Thread(target=self.speech.run, args=(self.speech_stop,),
                                                       name=f"speech-{self.stream_id}", daemon=True)
                 self.speech_thread.start()

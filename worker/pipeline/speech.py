@@ -20,7 +20,7 @@ from worker.core.messages import PieceWork, UnitWork
 from worker.core.placement import UnitSpan, piece_final
 from worker.core.segments import Reason, ReasonCode, SegmentStatus
 from worker.core.settings import Settings
-from worker.core.speech import CutKind, CutParams, CutUnit, UnitCutter, max_unit_s
+from worker.core.speech import CutKind, CutParams, CutUnit, UnitCutter, max_unit_s, unit_budget_s
 from worker.core.timing import AUDIO_RATE, FRAME_BYTES, piece_deadline
 from worker.core.units import Unit
 from worker.media.commands import AUDIO_TRACK
@@ -58,10 +58,8 @@ class SpeechTracker:
         self.languages = languages
         self.start_unit, self.start_remux, self.clock = start_unit, start_remux, clock
         self.detector = detector or SpeechDetector()
-        self.max_unit_s = max_unit_s(latency_s, settings.max_lag_s, settings.publish_margin_s, REMUX_RESERVE_S,
-                                     settings.min_pause_s, settings.sts_estimate_s)
-        self.cutter = UnitCutter(CutParams(min_pause_s=settings.min_pause_s, min_unit_s=settings.min_unit_s,
-                                           max_unit_s=self.max_unit_s))
+        self.latency_s = latency_s
+        self.cutter = UnitCutter(self._params(latency_s, 0.0))
         self.tail = round((settings.max_lag_s + 0.5) * AUDIO_RATE)
         self.at: Clock | None = None
         self.read_bytes = 0  # of the track, fed to the detector
@@ -71,12 +69,23 @@ class SpeechTracker:
         self.pieces: list[tuple[PieceWork, int]] = []  # not sealed yet: (work, timeline end sample)
         self.was_open = False
         self.lock = threading.Lock()
+        self.keyframes: list[float] = []  # the last pieces' starts (timeline s)
+        self.piece_s = 0.0  # the last piece's length
         self.frame0 = 0  # the cutter's frame 0 in the detector frames of this reader's track
 
-    def start(self, origin_at: float, delay_s: float, offset_s: float) -> None:
-        """The reader's clock is placed (its first segment): units can be put on the timeline. A later run
-        of the job goes on with the numbering."""
+    def _params(self, delay_s: float, piece_s: float) -> CutParams:
+        s = self.settings
+        longest = max_unit_s(delay_s, s.max_lag_s, s.publish_margin_s, REMUX_RESERVE_S, s.min_pause_s,
+                             s.sts_estimate_s, piece_s)
+        return CutParams(min_pause_s=s.min_pause_s, min_unit_s=s.min_unit_s, max_unit_s=longest)
+
+    def start(self, origin_at: float, delay_s: float, offset_s: float, piece_s: float = 0.0) -> None:
+        """The reader's clock is placed (its first segment, ``piece_s`` long: keyframes that far apart):
+        units can be put on the timeline. A later run of the job goes on with the numbering."""
         self.at = Clock(origin_at, delay_s, round(offset_s * AUDIO_RATE))
+        self.cutter.params = self._params(delay_s, piece_s)
+        self.cutter.longest = self._longest
+        log.info("%s: speech units of at most %.2fs", self.stream_id, self.cutter.params.max_unit_s)
         known = self.units.all(self.stream_id)
         self.next_seq = max((u.sequence + 1 for u in known), default=0)
         if known:  # a run that goes on: what the runs before it heard is not heard again
@@ -171,6 +180,20 @@ class SpeechTracker:
     def add_piece(self, work: PieceWork) -> None:
         with self.lock:
             self.pieces.append((work, work.timeline_sample + work.audio_samples))
+            self.keyframes = [*self.keyframes[-9:], work.timeline_sample / AUDIO_RATE]
+            self.piece_s = work.audio_samples / AUDIO_RATE
+
+    def _longest(self, start_frame: int) -> int:
+        """The longest the unit opened at ``start_frame`` may be, in detector frames, from where the video's
+        keyframes put the piece its dub must reach before that piece is sealed."""
+        assert self.at is not None
+        s = self.settings
+        start_s = ((start_frame + self.frame0) * TRACK_FRAME + self.at.shift) / AUDIO_RATE
+        with self.lock:
+            keyframes, piece_s = list(self.keyframes), self.piece_s
+        budget = unit_budget_s(start_s, keyframes, piece_s, self.at.delay_s, s.max_lag_s, s.publish_margin_s,
+                               REMUX_RESERVE_S, s.min_pause_s, s.sts_estimate_s)
+        return self.cutter.params.frames(budget)
 
     def seal_due(self) -> int:
         """Seal, in order, the pieces whose audio is final or whose deadline is near; start their remux."""

@@ -109,7 +109,7 @@ class StsPool:
         def once() -> RoundTrip:
             client = self.client_for(work, chunk_ms, stop_at - clock())
             frag = fragment_for(work, fid, audio, client.capabilities(work.stream_id), chunk_ms,
-                                self.settings.ffmpeg_bin, clock)
+                                self.settings.ffmpeg_bin, clock, max(stop_at - clock(), 0.05))
             try:
                 client.send_fragment(frag)
                 result = client.wait_processed(fid, max(stop_at - clock(), 0.05))

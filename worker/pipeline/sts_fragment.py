@@ -32,11 +32,15 @@ def pcm_to_m4a(pcm: bytes, ffmpeg_bin: str) -> bytes:
 
 
 def fragment_for(work: DubRequest, fid: str, pcm: bytes, caps: dict[str, Any], chunk_ms: int,
-                 ffmpeg_bin: str, clock: Callable[[], float]) -> FragmentData:
+                 ffmpeg_bin: str, clock: Callable[[], float], budget_s: float | None = None) -> FragmentData:
+    """``budget_s``: how long livedub will wait for the answer (``metadata.budget_ms``): a server that
+    reads it skips a fragment that waited longer in its queue instead of computing a dub nobody takes."""
     if speaks_extensions(caps):
         audio = AudioIn(format="pcm_s16le", sample_rate_hz=AUDIO_RATE, channels=2, duration_ms=chunk_ms, data=pcm)
     else:
         audio = AudioIn(format="m4a", sample_rate_hz=AUDIO_RATE, channels=2, duration_ms=chunk_ms,
                         data_base64=base64.b64encode(pcm_to_m4a(pcm, ffmpeg_bin)).decode())
     return FragmentData(fragment_id=fid, stream_id=work.stream_id, sequence_number=work.sequence,
-                        timestamp=int(clock() * 1000), metadata=work.fragment_metadata(), audio=audio)
+                        timestamp=int(clock() * 1000), audio=audio,
+                        metadata={**work.fragment_metadata(),
+                                  **({"budget_ms": int(budget_s * 1000)} if budget_s is not None else {})})

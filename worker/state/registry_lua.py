@@ -97,17 +97,22 @@ return 1
 
 # Merge fields into one segment's JSON atomically (tasks update different fields concurrently);
 # nested objects (timings_ms) are merged key by key.
-MERGE = """
+APPLY = """
+local function apply(obj, fields)
+  for k, v in pairs(fields) do
+    if type(v) == 'table' and type(obj[k]) == 'table' then
+      for kk, vv in pairs(v) do obj[k][kk] = vv end  -- timings_ms: merge, don't replace
+    else
+      obj[k] = v
+    end
+  end
+end
+"""
+MERGE = APPLY + """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
 local seg = cjson.decode(raw)
-for k, v in pairs(cjson.decode(ARGV[2])) do
-  if type(v) == 'table' and type(seg[k]) == 'table' then
-    for kk, vv in pairs(v) do seg[k][kk] = vv end  -- timings_ms: merge, don't replace
-  else
-    seg[k] = v
-  end
-end
+apply(seg, cjson.decode(ARGV[2]))
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(seg))
 return 1
 """

@@ -14,6 +14,7 @@ import json
 from worker.core.segments import Reason, SegmentStatus
 from worker.core.units import Unit
 from worker.state.registry import StreamRegistry
+from worker.state.registry_lua import APPLY
 
 UNIT_FIELDS = frozenset(Unit.model_fields)
 
@@ -23,21 +24,18 @@ class PlaceResult(enum.Enum):
     SEALED = "sealed"  # the timeline is sealed past the start asked for
     SETTLED = "settled"  # the unit has an outcome already (or is gone)
 
-# KEYS: record, units; ARGV: sequence, start (s), fields JSON. Commit a placement only at or after the seal.
-PLACE = """
-local sealed = tonumber(redis.call('HGET', KEYS[1], 'sealed_until_s') or '-1')
-if sealed > tonumber(ARGV[2]) + 0.000001 then return 0 end
+# KEYS: record, units; ARGV: sequence, start (s; '' to settle without placing), fields JSON. A unit is placed
+# or settled once; a placement is committed only at or after the seal.
+PLACE = APPLY + """
+if ARGV[2] ~= '' then
+  local sealed = tonumber(redis.call('HGET', KEYS[1], 'sealed_until_s') or '-1')
+  if sealed > tonumber(ARGV[2]) + 0.000001 then return 0 end
+end
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 if not raw then return -1 end
 local unit = cjson.decode(raw)
 if unit['status'] ~= 'extracted' then return -2 end
-for k, v in pairs(cjson.decode(ARGV[3])) do
-  if type(v) == 'table' and type(unit[k]) == 'table' then
-    for kk, vv in pairs(v) do unit[k][kk] = vv end
-  else
-    unit[k] = v
-  end
-end
+apply(unit, cjson.decode(ARGV[3]))
 redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(unit))
 return 1
 """
@@ -55,23 +53,6 @@ if tonumber(ARGV[2]) > sealed then redis.call('HSET', KEYS[1], 'sealed_until_s',
 return 1
 """
 
-# KEYS: units; ARGV: sequence, fields JSON. Settle a unit once: a later outcome never overwrites it.
-SETTLE = """
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return -1 end
-local unit = cjson.decode(raw)
-if unit['status'] ~= 'extracted' then return 0 end
-for k, v in pairs(cjson.decode(ARGV[2])) do
-  if type(v) == 'table' and type(unit[k]) == 'table' then
-    for kk, vv in pairs(v) do unit[k][kk] = vv end
-  else
-    unit[k] = v
-  end
-end
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(unit))
-return 1
-"""
-
 
 class UnitBook:
     """The units of every stream, and the seal of its timeline. Key names come from the registry."""
@@ -81,7 +62,6 @@ class UnitBook:
         self._r = registry.client
         self._place = self._r.register_script(PLACE)
         self._seal = self._r.register_script(SEAL)
-        self._settle = self._r.register_script(SETTLE)
 
     def _key(self, stream_id: str) -> str:
         return self.registry.key(stream_id, "units")
@@ -103,7 +83,8 @@ class UnitBook:
             raise ValueError(f"{status} is not an outcome")
         fields = {**fields, "status": status.value, **(reason.fields() if reason else {})}
         self._check(fields)
-        done = self._settle(keys=[self._key(stream_id)], args=[str(sequence), json.dumps(fields)]) == 1
+        done = self._place(keys=[self.registry.key(stream_id), self._key(stream_id)],
+                           args=[str(sequence), "", json.dumps(fields)]) == 1
         if done:
             self.registry.metrics.count("livedub_units_total", status=status.value,
                                         reason=reason.code.value if reason else "none")

@@ -44,7 +44,11 @@ class SpeechContext:
         text = self.previous_transcript.strip()
         if not text:
             return ""
-        if self.continues_sentence:
+        if text.endswith(("...", "…")):  # the ASR's own mark of a sentence that goes on
+            text, continues = text.rstrip(".… "), True
+        else:
+            continues = self.continues_sentence
+        if continues:
             text = _END.sub("", text)  # the ASR put a full stop where the unit was cut
         elif _END.search(text):
             return ""

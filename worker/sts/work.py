@@ -24,6 +24,16 @@ class Work:
     binary: bool
 
 
+def wait_limit_ms(timeout_ms: int, metadata: dict[str, Any]) -> float:
+    """How long a fragment may wait in the queue: the stream's timeout_ms, or less where the client says
+    it stops waiting sooner (livedub's ``budget_ms``): a late answer would be thrown away, and computing
+    it would make the fragments behind it late too. Pure."""
+    budget = metadata.get("budget_ms")
+    if isinstance(budget, int | float) and not isinstance(budget, bool) and budget > 0:
+        return min(float(timeout_ms), float(budget))
+    return float(timeout_ms)
+
+
 def process(engine: Engine, session: StreamSession, work: Work) -> FragmentProcessed:
     """Run on an engine thread. A fragment that waited past its stream's timeout_ms is not worth
     dubbing any more: it fails with TIMEOUT (retryable) instead."""
@@ -32,7 +42,7 @@ def process(engine: Engine, session: StreamSession, work: Work) -> FragmentProce
                             "sequence_number": frag.sequence_number}
     started = time.monotonic()
     waited_ms = (started - work.accepted_at) * 1000
-    if waited_ms > session.timeout_ms:
+    if waited_ms > wait_limit_ms(session.timeout_ms, frag.metadata):
         return FragmentProcessed(**base, status="failed", processing_time_ms=round(waited_ms), error=ErrorInfo(
             code="TIMEOUT", message=f"waited {waited_ms:.0f} ms in the queue, over timeout_ms", retryable=True))
     try:
