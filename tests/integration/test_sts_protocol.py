@@ -305,3 +305,5 @@ def test_a_fragment_that_waited_past_its_budget_is_skipped_not_computed(client):
     skipped, done = client.wait_processed("bud-f0", 10), client.wait_processed("bud-f1", 10)
     assert skipped.status == "failed" and skipped.error.code == "TIMEOUT" and skipped.error.retryable, skipped
     assert done.status == "success", done.error
+    for i in range(3):  # every answer in before the client closes (a binary one cut off mid-way is an error)
+        assert client.wait_processed(f"busy{i}-f0", 10).status == "success"
