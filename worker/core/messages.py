@@ -125,3 +125,5 @@ class PieceWork(BaseModel):
     audio_samples: int
     deadline_at: float
     ts_offset_s: float = 0.0
+    first_unit: int = 0  # the units whose dubs may be placed in it (set at its seal)
+    last_unit: int = -1

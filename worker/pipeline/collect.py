@@ -27,7 +27,7 @@ def dub_samples_48k(path: Path, dub: DubAudio, ffprobe: str) -> int:
     if dub.format == "wav":
         rate, _, frames = wav_params(path)
         return frames * AUDIO_RATE // rate
-    seconds = float(run_media(duration_args(ffprobe, path, _demuxer(dub, path))).strip() or 0)
+    seconds = float(run_media(duration_args(ffprobe, path, dub_demuxer(dub, path))).strip() or 0)
     return int(seconds * AUDIO_RATE)
 
 
@@ -35,7 +35,7 @@ def _fetch(store: SegmentStore, dub: DubAudio | None) -> AbstractContextManager[
     return store.fetch(dub.key) if dub is not None else nullcontext(None)
 
 
-def _demuxer(dub: DubAudio | None, path: Path | None) -> str:
+def dub_demuxer(dub: DubAudio | None, path: Path | None) -> str:
     """The dub's format for its demuxer; ``m4a`` that is really raw ADTS AAC (as seed workers send it,
     and an echo server returns it) is read as ADTS."""
     if dub is None or path is None:
@@ -65,7 +65,7 @@ def fit_and_mix(dubbed: DubbedSegment, store: SegmentStore, registry: StreamRegi
                 plan = fit_plan(dub_samples_48k(dub_path, dub, settings.ffprobe_bin), work.audio_samples,
                                 settings.max_stretch)
                 ratio, trimmed = plan.ratio, plan.trim
-            run_media(fit_args(settings.ffmpeg_bin, dub_path, _demuxer(dub, dub_path),
+            run_media(fit_args(settings.ffmpeg_bin, dub_path, dub_demuxer(dub, dub_path),
                                dub.sample_rate_hz if dub else AUDIO_RATE, dub.channels if dub else 2, orig,
                                work.audio_samples, ratio, settings.mix_mode, settings.duck_db, out))
         if out.stat().st_size != work.audio_samples * FRAME_BYTES:

@@ -58,11 +58,12 @@ class SpeechTracker:
         self.languages = languages
         self.start_unit, self.start_remux, self.clock = start_unit, start_remux, clock
         self.detector = detector or SpeechDetector()
-        self.latency_s = latency_s
         self.cutter = UnitCutter(self._params(latency_s, 0.0))
         self.tail = round((settings.max_lag_s + 0.5) * AUDIO_RATE)
         self.at: Clock | None = None
         self.read_bytes = 0  # of the track, fed to the detector
+        self.heard = -1  # the timeline sample the record's heard_until_s says
+        self.recent: list[tuple[int, int]] = []  # the last units: (sequence, timeline end sample)
         self.next_seq = 0
         self.last_closed: int | None = None  # the last unit's sequence, until the next one opens
         self.pending: dict[int, UnitSpan] = {}  # units not settled yet (timeline samples)
@@ -131,7 +132,9 @@ class SpeechTracker:
                 self._dispatch(cut)
             self._note_open()
         heard = self.read_bytes // FRAME_BYTES + self.at.shift
-        self.registry.set_fields(self.stream_id, heard_until_s=round(heard / AUDIO_RATE, 6))
+        if heard != self.heard:  # a write only when the detector heard more, not every poll
+            self.heard = heard
+            self.registry.set_fields(self.stream_id, heard_until_s=round(heard / AUDIO_RATE, 6))
 
     def flush(self) -> None:
         """The input ended (or the reader stopped): the open unit closes where its speech ended."""
@@ -163,6 +166,7 @@ class SpeechTracker:
         self.units.add(self.stream_id, unit)
         self.last_closed = None if cut.kind is CutKind.QUIET else seq
         self.pending[seq] = UnitSpan(b0 + self.at.shift, b1 + self.at.shift, False)
+        self.recent = [*self.recent[-31:], (seq, b1 + self.at.shift)]
         path = self.out_dir / f"unit_{seq:05d}.pcm"
         copy_samples(self.out_dir / AUDIO_TRACK, b0, b1, path)
         key = self.store.put(path)
@@ -213,7 +217,9 @@ class SpeechTracker:
             with self.lock:
                 self.pieces.pop(0)
             if self.units.seal(self.stream_id, work.sequence, round(end / AUDIO_RATE, 6)):
-                self.start_remux(work)
+                # The units whose dubs may be in it: none closed later can be placed before the seal.
+                first = min((q for q, e in self.recent if e + self.tail > work.timeline_sample), default=self.next_seq)
+                self.start_remux(work.model_copy(update={"first_unit": first, "last_unit": self.next_seq - 1}))
                 sealed += 1
         return sealed
 

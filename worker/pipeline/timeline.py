@@ -17,7 +17,7 @@ from worker.core.units import Unit
 from worker.media.commands import dub_pcm_args, piece_args
 from worker.media.mix import PlacedDub, db_gain, from_pcm, mix_piece
 from worker.media.run import MediaError, run_media
-from worker.pipeline.collect import _demuxer, dub_samples_48k
+from worker.pipeline.collect import dub_demuxer, dub_samples_48k
 from worker.state.registry import StreamRegistry
 from worker.state.store import SegmentStore, StoreError, sibling
 from worker.state.units import PlaceResult, UnitBook
@@ -62,7 +62,7 @@ def place_unit(dubbed: DubbedUnit, store: SegmentStore, registry: StreamRegistry
                                  late(unit, sealed_s, settings.max_lag_s))
                     return None
                 out = store.work_path(sibling(dub.key, f"placed_u{work.sequence:05d}.pcm"))
-                run_media(dub_pcm_args(settings.ffmpeg_bin, path, _demuxer(dub, path), dub.sample_rate_hz,
+                run_media(dub_pcm_args(settings.ffmpeg_bin, path, dub_demuxer(dub, path), dub.sample_rate_hz,
                                        dub.channels, plan.samples, plan.ratio, out))
                 if out.stat().st_size != plan.samples * FRAME_BYTES:
                     raise MediaError(f"placed dub is {out.stat().st_size // FRAME_BYTES} samples, not {plan.samples}")
@@ -97,7 +97,7 @@ def remux_timeline(work: PieceWork, store: SegmentStore, registry: StreamRegistr
         return None
     started = clock()
     n0, n = work.timeline_sample, work.audio_samples
-    placed = [u for u in units.all(work.stream_id)
+    placed = [u for u in units.range(work.stream_id, work.first_unit, work.last_unit)
               if u.status is SegmentStatus.PROCESSED and u.dub_key and u.dub_start_s is not None
               and u.dub_end_s is not None and overlap(n0, n0 + n, samples(u.dub_start_s), samples(u.dub_end_s))]
     fit = store.work_path(sibling(work.orig_key, f"fit_{work.sequence:05d}.pcm"))
