@@ -47,7 +47,8 @@ def test_speech_mode_through_the_whole_stack_is_dubbed_whole_and_in_sync(tmp_pat
     assert all(u["status"] in ("processed", "fallback") for u in units)
     processed = [u for u in units if u["status"] == "processed"]
     assert len(processed) >= len(units) - 1, [(u["status"], u["reason"]) for u in units]
-    assert wer(SCRIPT, " ".join(u["transcript"] or "" for u in units)) <= 0.35
+    heard = " ".join(u["transcript"] or "" for u in units)
+    assert wer(SCRIPT, heard) <= 0.3, [(u["start_s"], u["end_s"], u["cut"], u["transcript"]) for u in units]
     assert all(u["translated_text"] for u in processed)
     assert all(s["status"] == "processed" for s in rec["segments"])
     out = analyze_file(tmp_path / "o.mp4")

@@ -167,3 +167,16 @@ def test_a_fragment_waits_no_longer_than_its_client_does():
     assert wait_limit_ms(1000, {"budget_ms": 5000}) == 1000
     assert wait_limit_ms(8000, {"budget_ms": "soon"}) == 8000 and wait_limit_ms(8000, {"budget_ms": True}) == 8000
     assert wait_limit_ms(8000, {"budget_ms": -5}) == 8000
+
+
+def test_the_whisper_beam_is_one_or_more():
+    from click.testing import CliRunner
+
+    from worker.cli.main import main
+    from worker.sts.engines import OfflineEngine, make_engine
+
+    assert make_engine("offline").beam_size == 5 and make_engine("offline", beam_size=1).beam_size == 1
+    with pytest.raises(ValueError, match="beam_size"):
+        OfflineEngine(beam_size=0)
+    res = CliRunner().invoke(main, ["sts", "--engine", "offline", "--insecure", "--beam-size", "0"])
+    assert res.exit_code == 2 and "--beam-size" in res.output

@@ -154,10 +154,12 @@ def worker(pool: str, concurrency: int | None, celery_args: tuple[str, ...]) -> 
 @click.option("--model-dir", help="offline: a CTranslate2 Whisper model directory (default: tiny.en wheel).")
 @click.option("--device", default="cpu", show_default=True, help="offline: cpu or cuda.")
 @click.option("--compute-type", default="int8", show_default=True, help="offline: int8, float16, ...")
+@click.option("--beam-size", type=click.IntRange(min=1), default=5, show_default=True,
+              help="offline: Whisper's beam; 1 is greedy (faster, more words misheard).")
 def sts(engine: str, host: str, port: int, namespace: str, token_file: Path | None, insecure: bool, workers: int,
         queue_capacity: int, max_audio_mb: float, queue_mb: float, max_streams_per_connection: int,
         echo_delay_factor: float, echo_delays: tuple[str, ...],
-        model_dir: str | None, device: str, compute_type: str) -> None:
+        model_dir: str | None, device: str, compute_type: str, beam_size: int) -> None:
     """Run the speech-to-speech Socket.IO service. Exits non-zero when the engine cannot load its models."""
     import asyncio
 
@@ -173,7 +175,7 @@ def sts(engine: str, host: str, port: int, namespace: str, token_file: Path | No
     except ValueError as exc:
         raise click.BadParameter(f"--echo-delay takes SEQ=MS: {exc}") from exc
     eng = make_engine(engine, delay_factor=echo_delay_factor, delays=delays, model_dir=model_dir, device=device,
-                      compute_type=compute_type)
+                      compute_type=compute_type, beam_size=beam_size)
     server = StsServer(eng, token, namespace=namespace, workers=workers, queue_capacity=queue_capacity,
                        max_audio_bytes=int(max_audio_mb * 1024 * 1024), queue_bytes=int(queue_mb * 1024 * 1024),
                        max_sessions_per_connection=max_streams_per_connection)

