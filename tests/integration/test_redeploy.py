@@ -34,9 +34,12 @@ def worker_running(stack, marker: str) -> psutil.Process | None:
     return None
 
 
-def test_sigterm_to_the_reading_then_the_publishing_worker_loses_nothing_but_the_reader_gap(tmp_path, media_dir):
+@pytest.mark.parametrize("segmentation", ["fixed", "speech"])
+def test_sigterm_to_the_reading_then_the_publishing_worker_loses_nothing_but_the_reader_gap(
+        tmp_path, media_dir, segmentation):
     video = make_video(media_dir / "count30r.flv", 30, speech=True)
-    with local_stack(tmp_path / "run", "--engine", "echo", "--scale", "ingest=2", "--scale", "publish=2") as stack:
+    with local_stack(tmp_path / "run", "--engine", "echo", "--scale", "ingest=2", "--scale", "publish=2",
+                     env={"LIVEDUB_SEGMENTATION": segmentation}) as stack:
         assert len(stack.state["workers"]) == 7
         dub = subprocess.Popen([sys.executable, "-m", "worker.cli", "dub", str(video), "-o", str(tmp_path / "o.mp4"),
                                 "--state-file", str(stack.run_dir / "state.json"), "--stream-id", "redep"],
@@ -67,6 +70,15 @@ def test_sigterm_to_the_reading_then_the_publishing_worker_loses_nothing_but_the
     assert [s["sequence"] for s in segs] == list(range(len(segs)))
     seams = [(a["end_s"], b["start_s"]) for a, b in zip(segs, segs[1:], strict=False)]
     assert all(abs(end - start) < 0.002 for end, start in seams), seams
+    if segmentation == "speech":
+        # the speech the old run heard is not heard again by the new one, and every unit ended
+        units = sorted(rec["units"], key=lambda u: u["start_s"])
+        assert len(units) >= 10 and all(u["status"] in ("processed", "fallback") for u in units), units
+        overlaps = [(a["end_s"], b["start_s"]) for a, b in zip(units, units[1:], strict=False)
+                    if b["start_s"] < a["end_s"] - 0.002]
+        assert overlaps == [], overlaps
+        assert sum(u["status"] == "processed" for u in units) >= len(units) - 1, \
+            [(u["start_s"], u["status"], u["reason"]) for u in units]
     reader_gap = rec["last_gap_s"]
     publisher_loss = 30.0 - reader_gap - report["output"]["duration_s"]
     print(f"reader gap {reader_gap:.3f}s ({round(reader_gap * 25)} frames), "

@@ -311,6 +311,8 @@ class StreamJob(ReaderSteps):
             if handover is not None and handover.overdue() and self.last_end is not None:
                 handover.set_seam(self.last_end, self.first_seq + self.seen)  # no common cut came: stop here
             if handover is not None and handover.seam is not None:
+                if (hand_over_at := getattr(self.on_segment, "hand_over_at", None)) is not None:
+                    hand_over_at(handover.seam)  # speech mode: the successor hears from the seam
                 return Stop(StopCause.HANDED_OVER)
             if shutting_down and (handover is None or handover.abandoned):
                 return Stop(StopCause.SHUTDOWN)

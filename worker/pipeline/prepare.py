@@ -128,7 +128,8 @@ class SegmentPreparer:
             self.place(self.clock(), local)
             if self.speech is not None:
                 assert self.origin_at is not None
-                self.speech.start(self.origin_at, self.delay_s, self.offset_s, local[1] - local[0])
+                self.speech.start(self.origin_at, self.delay_s, self.offset_s, local[1] - local[0],
+                                  from_s=local[0] + self.offset_s)
                 self.speech_thread = threading.Thread(target=self.speech.run, args=(self.speech_stop,),
                                                       name=f"speech-{self.stream_id}", daemon=True)
                 self.speech_thread.start()
@@ -167,6 +168,11 @@ class SegmentPreparer:
         fallback_key = self.store.put(fallback)
         self.store.discard(seg_path, orig_path, fallback)
         self.registry.update_segment(self.stream_id, seg.sequence, fallback_piece=fallback_key)
+
+    def hand_over_at(self, seam_s: float) -> None:
+        """The reader is handed over at ``seam_s`` (this reader's clock): speech after it is the successor's."""
+        if self.speech is not None:
+            self.speech.stop_at(seam_s + self.offset_s)
 
     def finish(self, alive: Callable[[], bool]) -> None:
         """The reader stopped (speech mode): the open unit closes, and every piece is sealed (each by its

@@ -73,6 +73,7 @@ class SpeechTracker:
         self.keyframes: list[float] = []  # the last pieces' starts (timeline s)
         self.piece_s = 0.0  # the last piece's length
         self.frame0 = 0  # the cutter's frame 0 in the detector frames of this reader's track
+        self.until: int | None = None  # handed over: the seam (timeline sample); nothing after it is heard
 
     def _params(self, delay_s: float, piece_s: float) -> CutParams:
         s = self.settings
@@ -80,19 +81,32 @@ class SpeechTracker:
                              s.sts_estimate_s, piece_s)
         return CutParams(min_pause_s=s.min_pause_s, min_unit_s=s.min_unit_s, max_unit_s=longest)
 
-    def start(self, origin_at: float, delay_s: float, offset_s: float, piece_s: float = 0.0) -> None:
-        """The reader's clock is placed (its first segment, ``piece_s`` long: keyframes that far apart):
-        units can be put on the timeline. A later run of the job goes on with the numbering."""
+    def start(self, origin_at: float, delay_s: float, offset_s: float, piece_s: float = 0.0,
+              from_s: float = 0.0) -> None:
+        """The reader's clock is placed (its first segment starts at ``from_s`` on the timeline and is
+        ``piece_s`` long: keyframes that far apart): units can be put on the timeline. A later run of the
+        job (a takeover at a seam, a resumed input) goes on with the numbering, hears nothing before its
+        first piece nor what the runs before it heard, and waits for their units still in flight."""
         self.at = Clock(origin_at, delay_s, round(offset_s * AUDIO_RATE))
         self.cutter.params = self._params(delay_s, piece_s)
         self.cutter.longest = self._longest
         log.info("%s: speech units of at most %.2fs", self.stream_id, self.cutter.params.max_unit_s)
         known = self.units.all(self.stream_id)
         self.next_seq = max((u.sequence + 1 for u in known), default=0)
-        if known:  # a run that goes on: what the runs before it heard is not heard again
-            local = max(0, round(known[-1].end_s * AUDIO_RATE) - self.at.shift)
-            self.frame0 = -(-local // TRACK_FRAME)
-            self.read_bytes = self.frame0 * CHUNK_BYTES
+        heard_s = max([from_s, *(u.end_s for u in known)])
+        local = max(0, round(heard_s * AUDIO_RATE) - self.at.shift)
+        self.frame0 = -(-local // TRACK_FRAME)
+        self.read_bytes = self.frame0 * CHUNK_BYTES
+        for u in known[-32:]:  # their dubs may land in this run's pieces: seal and remux with them in view
+            span = UnitSpan(round(u.start_s * AUDIO_RATE), round(u.end_s * AUDIO_RATE), False)
+            self.recent.append((u.sequence, span.end))
+            if u.status is SegmentStatus.EXTRACTED:
+                self.pending[u.sequence] = span
+
+    def stop_at(self, seam_s: float) -> None:
+        """Handed over at ``seam_s`` (timeline): the successor hears from there; this run hears up to it
+        and its open unit closes there at the latest."""
+        self.until = round(seam_s * AUDIO_RATE)
 
     # the thread ------------------------------------------------------------
     def run(self, stop: threading.Event, poll_s: float = POLL_S) -> None:
@@ -118,6 +132,8 @@ class SpeechTracker:
             return
         track = self.out_dir / AUDIO_TRACK
         size = track.stat().st_size if track.exists() else 0
+        if self.until is not None:
+            size = min(size, (self.until - self.at.shift) * FRAME_BYTES)
         while size - self.read_bytes >= CHUNK_BYTES:
             n = min((size - self.read_bytes) // CHUNK_BYTES, READ_FRAMES)
             with open(track, "rb") as f:
