@@ -79,6 +79,9 @@ def test_sigterm_to_the_reading_then_the_publishing_worker_loses_nothing_but_the
         assert overlaps == [], overlaps
         assert sum(u["status"] == "processed" for u in units) >= len(units) - 1, \
             [(u["start_s"], u["status"], u["reason"]) for u in units]
+        # the old run seals the pieces it prepared, the new run its own: none goes out undubbed
+        assert [s["sequence"] for s in segs if s["status"] != "processed"] == [], \
+            [(s["sequence"], s["status"], s.get("reason")) for s in segs]
     reader_gap = rec["last_gap_s"]
     publisher_loss = 30.0 - reader_gap - report["output"]["duration_s"]
     print(f"reader gap {reader_gap:.3f}s ({round(reader_gap * 25)} frames), "

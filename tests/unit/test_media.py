@@ -62,6 +62,16 @@ def test_a_piece_copies_the_video_and_puts_the_audio_on_its_aac_boundary():
     assert _after(args, "-bsf:a") == ["noise=drop=eq(n\\,0)"]  # the AAC priming packet dropped
 
 
+def test_a_piece_encoded_with_the_audio_around_it_keeps_only_its_own_packets():
+    # two frames before the piece (the input starts there) and the piece's 47 frames kept: packets 0
+    # (priming), 1 and 2 (the frames before) and those after 2 + 47 (the frame after) are dropped
+    args = piece_args("ffmpeg", Path("s.ts"), Path("a.pcm"), 1024 * 45, Path("o.ts"), samples=1024 * 47, lead=2048)
+    assert _after(args, "-itsoffset")[1] == f"{10 + 45 * 1024 / 48000:.6f}"
+    assert _after(args, "-bsf:a") == ["noise=drop=lte(n\\,2)+gt(n\\,49)"]
+    assert _after(piece_args("ffmpeg", Path("s.ts"), Path("a.pcm"), 0, Path("o.ts")), "-bsf:a") == \
+        ["noise=drop=eq(n\\,0)"]
+
+
 def test_fitting_stretches_only_when_asked_and_ducks_the_original_under_the_dub():
     stretched = fit_args("ffmpeg", Path("d.wav"), "wav", 22050, 1, Path("o.pcm"), 144384, 1.25, "duck", 12,
                          Path("f.pcm"))

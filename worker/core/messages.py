@@ -125,5 +125,6 @@ class PieceWork(BaseModel):
     audio_samples: int
     deadline_at: float
     ts_offset_s: float = 0.0
+    lead_samples: int = 0  # orig_key's audio begins this much before the piece and runs SEAM_AHEAD past it
     first_unit: int = 0  # the units whose dubs may be placed in it (set at its seal)
     last_unit: int = -1

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 
 AUDIO_RATE = 48000
 AAC_FRAME = 1024
+# Speech mode encodes each piece's audio with this much of the audio around it (whole AAC frames): two
+# frames before (the encoder settles after its priming) and one after (the last frame's transform window
+# reaches into the next piece), then keeps the piece's own packets, so pieces decode across seams whole.
+SEAM_LEAD = 2 * AAC_FRAME
+SEAM_AHEAD = AAC_FRAME
 FRAME_BYTES = 4  # one sample of the pipeline's audio: s16le stereo
 # Every piece is shifted by this much so that no timestamp sits near zero, where ffmpeg's -copyts
 # input handling moves the first frame; all pieces share it, so the output is continuous.

@@ -9,7 +9,7 @@ from typing import Any
 
 import ffmpeg
 
-from worker.core.timing import AUDIO_RATE, TS_OFFSET_S
+from worker.core.timing import AAC_FRAME, AUDIO_RATE, TS_OFFSET_S
 
 SEGMENT_LIST = "list.csv"
 SEGMENT_PATTERN = "seg_%05d.ts"
@@ -114,20 +114,28 @@ def dub_pcm_args(ffmpeg_bin: str, dub: Path, dub_fmt: str, dub_rate: int, dub_ch
 
 
 def piece_args(ffmpeg_bin: str, segment: Path, pcm: Path, start_sample: int, out: Path, bitrate: str = "128k",
-               ts_offset_s: float = 0.0) -> list[str]:
+               ts_offset_s: float = 0.0, samples: int | None = None, lead: int = 0) -> list[str]:
     """One output piece: the segment's video copied (never re-encoded) and the PCM encoded to AAC.
 
     Timestamps are kept (-copyts) and shifted by TS_OFFSET_S on both inputs; the audio starts at its
     AAC-frame boundary (-itsoffset); the encoder's priming packet is dropped; the mpegts muxer adds
     no delay. Pieces then concatenate into one continuous stream. ``ts_offset_s`` moves a resumed
     reader's part (whose own clock restarted at 0) onto the stream's timeline.
+
+    With ``samples`` (the piece's length, whole AAC frames), the PCM may begin ``lead`` samples (whole
+    frames) before the piece, at ``start_sample``, and go on past it: each AAC frame's transform window
+    reaches a frame into the next, so a piece whose encoder heard the audio around it on both sides
+    (the same on both sides of every seam) decodes across its seams without a dip; the packets before
+    and after the piece are dropped.
     """
     base = TS_OFFSET_S + ts_offset_s
     video = ffmpeg.input(str(segment), copyts=None, itsoffset=f"{base:.6f}")
     audio = ffmpeg.input(str(pcm), itsoffset=f"{base + start_sample / AUDIO_RATE:.6f}", **PCM)
+    skip = lead // AAC_FRAME
+    drop = "eq(n\\,0)" if samples is None else f"lte(n\\,{skip})+gt(n\\,{skip + -(-samples // AAC_FRAME)})"
     out_stream = ffmpeg.output(
         video["v:0"], audio["a:0"], str(out),
-        **{"c:v": "copy", "c:a": "aac", "b:a": bitrate, "bsf:a": "noise=drop=eq(n\\,0)"},
+        **{"c:v": "copy", "c:a": "aac", "b:a": bitrate, "bsf:a": f"noise=drop={drop}"},
         f="mpegts", mpegts_flags="+initial_discontinuity", muxdelay=0, muxpreload=0,
     )
     return _compile(out_stream, ffmpeg_bin)

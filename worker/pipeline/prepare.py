@@ -22,7 +22,10 @@ from worker.core.messages import PieceWork, SegmentWork
 from worker.core.segments import Segment
 from worker.core.settings import Settings
 from worker.core.timing import (
+    AAC_FRAME,
     FRAME_BYTES,
+    SEAM_AHEAD,
+    SEAM_LEAD,
     audio_boundary,
     first_placement,
     output_delay_s,
@@ -136,8 +139,10 @@ class SegmentPreparer:
         assert self.origin_at is not None
         plan = plan_segment(local, self.offset_s, self.origin_at, self.delay_s, self.settings.publish_margin_s)
         orig_path = self.out_dir / f"orig_{seg.sequence:05d}.pcm"
-        self.wait_for_audio(plan.b1)
-        copy_samples(self.out_dir / AUDIO_TRACK, plan.b0, plan.b1, orig_path)
+        # speech mode: the audio around the piece too, for a seamless encode (``piece_args``)
+        lead, ahead = (min(SEAM_LEAD, plan.b0 // AAC_FRAME * AAC_FRAME), SEAM_AHEAD) if self.speech else (0, 0)
+        self.wait_for_audio(plan.b1 + ahead)
+        copy_samples(self.out_dir / AUDIO_TRACK, plan.b0 - lead, plan.b1 + ahead, orig_path)
         keep = min(plan.b0, k) if self.speech is not None and (k := self.speech.keep_from()) is not None else plan.b0
         release_before(self.out_dir / AUDIO_TRACK, keep * FRAME_BYTES)  # earlier samples are never read again
         extract_s = self.clock() - completed_at
@@ -153,7 +158,8 @@ class SegmentPreparer:
             self.speech.add_piece(PieceWork(
                 stream_id=self.stream_id, job_id=self.job_id, sequence=seg.sequence, segment_key=segment_key,
                 orig_key=orig_key, timeline_sample=audio_boundary(to_us(plan.start_s)), audio_start_sample=plan.b0,
-                audio_samples=plan.samples, deadline_at=plan.deadline_at, ts_offset_s=self.offset_s))
+                audio_samples=plan.samples, deadline_at=plan.deadline_at, ts_offset_s=self.offset_s,
+                lead_samples=lead))
         else:
             self.start_chain(SegmentWork(
                 stream_id=self.stream_id, job_id=self.job_id, sequence=seg.sequence, segment_key=segment_key,
@@ -163,8 +169,9 @@ class SegmentPreparer:
                 voice_profile=self.plan.voice_profile, ts_offset_s=self.offset_s,
             ))
         fallback = self.out_dir / f"fallback_{seg.sequence:05d}.ts"
-        run_media(piece_args(self.settings.ffmpeg_bin, seg_path, orig_path, plan.b0, fallback,
-                             self.settings.audio_bitrate, self.offset_s))
+        run_media(piece_args(self.settings.ffmpeg_bin, seg_path, orig_path, plan.b0 - lead, fallback,
+                             self.settings.audio_bitrate, self.offset_s,
+                             samples=plan.samples if self.speech else None, lead=lead))
         fallback_key = self.store.put(fallback)
         self.store.discard(seg_path, orig_path, fallback)
         self.registry.update_segment(self.stream_id, seg.sequence, fallback_piece=fallback_key)

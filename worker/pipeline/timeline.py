@@ -12,7 +12,7 @@ from worker.core.messages import DubbedUnit, PieceWork
 from worker.core.placement import Placement, overlap, place_dub, samples, seconds, window_end
 from worker.core.segments import DubOutcome, Reason, ReasonCode, SegmentStatus
 from worker.core.settings import Settings
-from worker.core.timing import AUDIO_RATE, FRAME_BYTES
+from worker.core.timing import AUDIO_RATE, FRAME_BYTES, SEAM_AHEAD
 from worker.core.units import Unit
 from worker.media.commands import dub_pcm_args, piece_args
 from worker.media.mix import PlacedDub, db_gain, from_pcm, mix_piece
@@ -96,10 +96,12 @@ def remux_timeline(work: PieceWork, store: SegmentStore, registry: StreamRegistr
     if clock() > work.deadline_at:
         return None
     started = clock()
-    n0, n = work.timeline_sample, work.audio_samples
+    n, lead = work.audio_samples, work.lead_samples
+    n0 = work.timeline_sample - lead  # orig_key's audio: the piece and the audio around it
+    n1 = work.timeline_sample + n + SEAM_AHEAD
     placed = [u for u in units.range(work.stream_id, work.first_unit, work.last_unit)
               if u.status is SegmentStatus.PROCESSED and u.dub_key and u.dub_start_s is not None
-              and u.dub_end_s is not None and overlap(n0, n0 + n, samples(u.dub_start_s), samples(u.dub_end_s))]
+              and u.dub_end_s is not None and overlap(n0, n1, samples(u.dub_start_s), samples(u.dub_end_s))]
     fit = store.work_path(sibling(work.orig_key, f"fit_{work.sequence:05d}.pcm"))
     piece = store.work_path(sibling(work.orig_key, f"piece_{work.sequence:05d}.ts"))
     try:
@@ -109,8 +111,8 @@ def remux_timeline(work: PieceWork, store: SegmentStore, registry: StreamRegistr
                 store.fetch(u.dub_key or "")).read_bytes())) for u in placed]
             fit.write_bytes(mix_piece(orig, n0, dubs, db_gain(settings.duck_db)).tobytes())
             segment = stack.enter_context(store.fetch(work.segment_key))
-            run_media(piece_args(settings.ffmpeg_bin, segment, fit, work.audio_start_sample, piece,
-                                 settings.audio_bitrate, work.ts_offset_s))
+            run_media(piece_args(settings.ffmpeg_bin, segment, fit, work.audio_start_sample - lead, piece,
+                                 settings.audio_bitrate, work.ts_offset_s, samples=n, lead=lead))
         key = store.put(piece)
     except (MediaError, OSError, StoreError, ValueError) as exc:
         registry.update_segment(work.stream_id, work.sequence, dub=DubOutcome.FALLBACK,
