@@ -154,8 +154,11 @@ class OfflineEngine:
             self.load()
         t0 = time.perf_counter()
         pcm = np.frombuffer(to_pcm_f32(audio, raw), dtype=np.float32)
+        # One decode (temperature 0): faster-whisper's fallback re-decodes by sampling at higher
+        # temperatures, up to five times: one 6 s fragment took 1.75 s instead of 0.5 s, and fixed mode
+        # missed deadlines with it (bench.speech, news). The text was no better on these inputs.
         segments, _ = self.model.transcribe(pcm, language=cfg.source_language, beam_size=self.beam_size,
-                                            vad_filter=True,
+                                            vad_filter=True, temperature=0.0,
                                             condition_on_previous_text=False,
                                             initial_prompt=context.prompt if context else None)
         transcript = " ".join(s.text.strip() for s in segments).strip()
