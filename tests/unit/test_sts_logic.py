@@ -175,8 +175,10 @@ def test_the_whisper_beam_is_one_or_more():
     from worker.cli.main import main
     from worker.sts.engines import OfflineEngine, make_engine
 
-    assert make_engine("offline").beam_size == 5 and make_engine("offline", beam_size=1).beam_size == 1
+    assert make_engine("offline").beam_size == 1 and make_engine("offline", beam_size=5).beam_size == 5
     with pytest.raises(ValueError, match="beam_size"):
         OfflineEngine(beam_size=0)
     res = CliRunner().invoke(main, ["sts", "--engine", "offline", "--insecure", "--beam-size", "0"])
     assert res.exit_code == 2 and "--beam-size" in res.output
+    res = CliRunner().invoke(main, ["sts", "--engine", "offline", "--insecure"], env={"LIVEDUB_STS_BEAM_SIZE": "0"})
+    assert res.exit_code == 2 and "--beam-size" in res.output  # the variable is read as the option

@@ -154,8 +154,9 @@ def worker(pool: str, concurrency: int | None, celery_args: tuple[str, ...]) -> 
 @click.option("--model-dir", help="offline: a CTranslate2 Whisper model directory (default: tiny.en wheel).")
 @click.option("--device", default="cpu", show_default=True, help="offline: cpu or cuda.")
 @click.option("--compute-type", default="int8", show_default=True, help="offline: int8, float16, ...")
-@click.option("--beam-size", type=click.IntRange(min=1), default=5, show_default=True,
-              help="offline: Whisper's beam; 1 is greedy (faster, more words misheard).")
+@click.option("--beam-size", type=click.IntRange(min=1), default=1, show_default=True,
+              envvar="LIVEDUB_STS_BEAM_SIZE",
+              help="offline: Whisper's beam; 1 is greedy (what 2 CPU cores keep up with), 5 on a GPU.")
 def sts(engine: str, host: str, port: int, namespace: str, token_file: Path | None, insecure: bool, workers: int,
         queue_capacity: int, max_audio_mb: float, queue_mb: float, max_streams_per_connection: int,
         echo_delay_factor: float, echo_delays: tuple[str, ...],

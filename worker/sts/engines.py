@@ -87,7 +87,7 @@ class OfflineEngine:
     name = "offline"
 
     def __init__(self, model_dir: str | None = None, device: str = "cpu", compute_type: str = "int8",
-                 cpu_threads: int | None = None, beam_size: int = 5) -> None:
+                 cpu_threads: int | None = None, beam_size: int = 1) -> None:
         if beam_size < 1:
             raise ValueError(f"beam_size must be 1 or more, not {beam_size}")
         self.model_dir = model_dir
@@ -221,6 +221,6 @@ def make_engine(name: str, **options: Any) -> Engine:
     if name == "offline":
         return OfflineEngine(model_dir=options.get("model_dir"), device=options.get("device", "cpu"),
                              compute_type=options.get("compute_type", "int8"),
-                             beam_size=int(options.get("beam_size", 5)))
+                             beam_size=int(options.get("beam_size", 1)))
     raise ValueError(f"unknown engine {name!r}: echo or offline")
 
