@@ -58,7 +58,7 @@ def capacity(engine: str, max_n: int, seconds: int, burst: bool, from_n: int = 2
                 t0 = time.monotonic()
                 stagger = 0.0 if burst else 6.0 / n
                 src, length = (baseline, short) if n == 1 else (video, seconds)
-                s = summarize(run_streams(stack.state(), src, n, tmp, f"c{n}-", stagger), -(-length // 6))
+                s = summarize(run_streams(stack.state(), src, n, tmp, f"c{n}-", stagger), length)
                 seg = s.segments
                 print(f"{n:>7} {seg.processed:>9} {seg.fallback:>8} {seg.failed:>6} {s.lost:>4} "
                       f"{s.g2g_p95_first_min_s:>12.2f}s {s.g2g_p95_last_min_s:>11.2f}s  "
@@ -94,7 +94,7 @@ def soak(n: int, minutes: float, engine: str, news: bool = False) -> None:
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
-            s = summarize(run_streams(stack.state(), video, n, tmp, "soak", 6.0 / n), -(-seconds // 6))
+            s = summarize(run_streams(stack.state(), video, n, tmp, "soak", 6.0 / n), seconds)
             done.set()
             leftover = StreamRegistry(redis.Redis.from_url(stack.redis_url)).untimed_keys()
         finally:

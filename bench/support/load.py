@@ -3,6 +3,7 @@ benchmark share. Each stream is a `livedub dub` run in its own thread."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
@@ -58,7 +59,10 @@ def run_streams(state: dict[str, Any], video: Path, n: int, out_dir: Path, prefi
     return reports
 
 
-def summarize(reports: list[DubReport | str], expected_segments: int) -> LoadSummary:
+def summarize(reports: list[DubReport | str], seconds: float, segment_s: float = 6.0,
+              gop_s: float = 2.0) -> LoadSummary:
+    """The streams' reports added up. Each stream of ``seconds`` should account for every piece: one per
+    ``segment_s`` in fixed mode, one per keyframe interval (``gop_s``) in speech mode (a report with units)."""
     totals, units = SegmentCounts(), SegmentCounts()
     reasons: dict[str, int] = {}
     unit_reasons: dict[str, int] = {}
@@ -79,7 +83,9 @@ def summarize(reports: list[DubReport | str], expected_segments: int) -> LoadSum
                 unit_reasons[code] = unit_reasons.get(code, 0) + count
         first += r.latency_series_s[:60]
         last += r.latency_series_s[-60:]
-    lost = expected_segments * len(reports) - (totals.processed + totals.fallback + totals.failed)
+    speech = any(r.units is not None for r in done)
+    expected = math.ceil(seconds / (gop_s if speech else segment_s) - 1e-9)
+    lost = expected * len(reports) - (totals.processed + totals.fallback + totals.failed)
     return LoadSummary(streams=len(reports), segments=totals, fallback_reasons=reasons, lost=lost,
                        errors=[r for r in reports if isinstance(r, str)],
                        g2g_p95_first_min_s=percentile(sorted(first), 95),
