@@ -1,10 +1,11 @@
 """Apertium kept running: one pipeline per translation mode, in null-flush mode, for the engine's life.
 
-``apertium -u MODE`` starts a dozen processes per call, each loading its transducers: 100-450 ms a unit
-on two busy cores, a third of the STS service's work. Apertium's own ``-z`` (null flush) mode lets one
-pipeline translate one text after another: each ends with a NUL, and every stage flushes at it. The text
-formatters (``apertium-destxt``/``apertium-retxt``) do not null-flush, so they run per call, as ``apertium``
-runs them (two small processes, a few ms); the output is the same as ``apertium -u MODE``'s.
+``apertium -u MODE`` starts a dozen processes per call, each loading its transducers: 180 ms a unit
+idle and up to 450 ms on two busy cores, a third of the STS service's work there. Apertium's own ``-z``
+(null flush) mode lets one pipeline translate one text after another: each ends with a NUL, and every
+stage flushes at it. The text formatters (``apertium-destxt``/``apertium-retxt``) do not null-flush, so
+they run per call, as ``apertium`` runs them (two small processes, a few ms); the output is the same as
+``apertium -u MODE``'s.
 """
 
 from __future__ import annotations
