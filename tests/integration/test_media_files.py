@@ -1,5 +1,6 @@
 """Analyzer, audio decoding and the worker command against real files and processes."""
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -86,3 +87,15 @@ def test_the_consumed_part_of_the_audio_track_leaves_the_disk_and_the_rest_stays
     assert track.stat().st_blocks <= before // 4 + 16  # three quarters freed
     data = track.read_bytes()
     assert data[: 3 * 2**20] == bytes(3 * 2**20) and data[3 * 2**20 :] == bytes(range(256)) * 4096
+
+
+def test_a_media_command_run_nicely_runs_at_a_lower_cpu_priority():
+    """The fallback piece's encode (``nice``) yields the CPU to work whose deadline is nearer."""
+    from worker.media.run import run_media
+
+    base = os.nice(0)
+    # the child polls (with a deadline) for its priority, which is set just after it starts
+    probe = ("import os, time\nend = time.monotonic() + 5\n"
+             f"while os.nice(0) == {base} and time.monotonic() < end:\n    time.sleep(0.01)\nprint(os.nice(0))")
+    assert int(run_media([sys.executable, "-c", probe], nice=10)) == min(base + 10, 19)
+    assert int(run_media([sys.executable, "-c", "import os; print(os.nice(0))"])) == base

