@@ -4,7 +4,8 @@ For each segment: probe its video span, place it on the stream's timeline with i
 AAC frames (:func:`plan_segment`), cut its original audio from the continuous track, record it, start
 its chain, then build its fallback piece (the original audio, aligned the same way), so the publisher
 always has something for every deadline. In speech mode the fallback comes first and the piece then goes
-to the speech tracker: a piece with no dub on it goes out as its fallback, not encoded twice. Each step is a function of its own; the benchmark calls them.
+to the speech tracker: a piece with no dub on it goes out as its fallback, not encoded twice. Each step
+is a function of its own; the benchmark calls them.
 """
 
 from __future__ import annotations
