@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import threading
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,13 +39,10 @@ def token_limit(samples: int) -> int:
     return min(MAX_TOKENS, 20 + 10 * math.ceil(samples / RATE))
 
 
-def compression_ratio(text: str) -> float:
-    data = text.encode()
-    return len(data) / len(zlib.compress(data)) if data else 0.0
-
-
 def looks_looped(text: str, tokens: int, limit: int) -> bool:
-    return tokens >= limit or compression_ratio(text) > LOOP_RATIO
+    from faster_whisper.transcribe import get_compression_ratio
+
+    return tokens >= limit or (bool(text) and get_compression_ratio(text) > LOOP_RATIO)
 
 
 def is_silence(no_speech_prob: float, avg_logprob: float) -> bool:

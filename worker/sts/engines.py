@@ -100,7 +100,7 @@ class OfflineEngine:
         self.compute_type = compute_type
         self.cpu_threads = cpu_threads or (os.cpu_count() or 2)
         self.model: Any = None
-        self.asr = UnitAsr(None, beam_size)
+        self.asr = UnitAsr(None, beam_size)  # its model once loaded
         # Apertium's pipelines stay up between units (null-flush mode): starting one per unit cost
         # 180 ms idle, up to 450 ms on two busy cores.
         self.translator = translator or Translator()
@@ -126,7 +126,7 @@ class OfflineEngine:
 
                 self.model = WhisperModel(self._model_path(), device=self.device, compute_type=self.compute_type,
                                           cpu_threads=self.cpu_threads)
-                self.asr = UnitAsr(self.model, self.beam_size)
+                self.asr.model = self.model
                 self.state = "ready"
             except Exception as exc:
                 self.state, self.error = "error", f"{type(exc).__name__}: {exc}"
