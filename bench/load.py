@@ -27,6 +27,7 @@ import redis
 
 from bench.speech import NEWS
 from bench.support.load import run_streams, shortfalls, stack_rss_mb, summarize
+from worker.core.stats import percentile
 from worker.devstack.samples import make_video
 from worker.devstack.stack import LocalStack, StackConfig
 from worker.state.registry import StreamRegistry
@@ -96,7 +97,9 @@ def soak(n: int, minutes: float, engine: str, news: bool = False) -> None:
             sampler.start()
             s = summarize(run_streams(stack.state(), video, n, tmp, "soak", 6.0 / n), seconds)
             done.set()
-            leftover = StreamRegistry(redis.Redis.from_url(stack.redis_url)).untimed_keys()
+            reg = StreamRegistry(redis.Redis.from_url(stack.redis_url))
+            leftover = reg.untimed_keys()
+            records = [r for i in range(n) if (r := reg.get(f"soak{i}")) is not None]
         finally:
             done.set()
             stack.stop()
@@ -107,6 +110,13 @@ def soak(n: int, minutes: float, engine: str, news: bool = False) -> None:
               f"{(s.units.fallback + s.units.failed) / (n * minutes):.2f}")
     print(f"glass-to-glass p95: first minute {s.g2g_p95_first_min_s:.2f}s, last minute "
           f"{s.g2g_p95_last_min_s:.2f}s")
+    if units := [u for r in records for u in r.units]:
+        trips = sorted(u.placed_at - u.closed_at for u in units if u.placed_at and u.closed_at)
+        lengths = sorted(u.end_s - u.start_s for u in units)
+        print(f"unit round trips (close to placed) p50/p90/max {percentile(trips, 50):.2f}/{percentile(trips, 90):.2f}/"
+              f"{trips[-1]:.2f}s; unit length p50/p90 {percentile(lengths, 50):.2f}/{percentile(lengths, 90):.2f}s, "
+              f"{sum(u.cut.value == 'quiet' for u in units)} of {len(units)} cut inside speech; STS estimate at "
+              f"the end {[r.sts_estimate_s for r in records]}")
     live = [(t, rss) for t, rss in samples if t <= seconds]
     if len(live) >= 2:
         (t_a, a), (t_b, b) = next((x for x in live if x[0] >= 60), live[0]), live[-1]

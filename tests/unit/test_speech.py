@@ -141,3 +141,31 @@ def test_the_cutter_takes_each_units_own_limit():
     cutter = UnitCutter(P, longest=lambda start: 15)  # 1.5 s for every unit
     units = cutter.feed([0.9] * 40, [1.0] * 40)
     assert units and units[0].kind is CutKind.QUIET and units[0].end - units[0].start <= 15
+
+
+def test_the_sts_estimate_follows_the_last_round_trips_below_the_configured_one():
+    from worker.core.speech import chain_estimate_s
+
+    assert chain_estimate_s([], 1.2) == 1.2
+    assert chain_estimate_s([0.4, 0.5], 1.2) == 1.2  # too few known yet: the configured estimate
+    assert chain_estimate_s([0.4, 0.6, 0.5], 1.2) == pytest.approx(0.8)  # the longest + 0.2
+    idle = [0.4 + 0.01 * i for i in range(19)]
+    assert chain_estimate_s(idle, 1.2) == pytest.approx(0.58 + 0.2)
+    assert chain_estimate_s([*idle, 1.1], 1.2) == 1.2  # one slow unit among the last: the configured figure
+    # Busy workers never make units shorter than the configured estimate allows (more units, more work).
+    assert chain_estimate_s([1.0 + 0.05 * i for i in range(20)], 1.2) == 1.2
+    assert chain_estimate_s([0.05] * 5, 1.2) == 0.5  # the floor
+    assert chain_estimate_s([0.4, 0.5, 0.6, 2.0], 1.2, quantile=0.75) == pytest.approx(0.8)
+
+
+def test_a_units_round_trip_is_close_to_placed_and_a_late_one_counts_as_late():
+    from worker.core.segments import ReasonCode, SegmentStatus
+    from worker.core.units import Unit
+
+    base = dict(sequence=0, start_s=0.0, end_s=2.0, cut=CutKind.PAUSE, closed_at=100.0, deadline_at=103.0)
+    assert Unit(**base, status=SegmentStatus.PROCESSED, placed_at=100.6).round_trip_s(1.7) == pytest.approx(0.6)
+    for code in (ReasonCode.LATE, ReasonCode.STS_TIMEOUT):
+        assert Unit(**base, status=SegmentStatus.FALLBACK, reason_code=code).round_trip_s(1.7) == 1.7
+    assert Unit(**base, status=SegmentStatus.FALLBACK, reason_code=ReasonCode.STS_FAILED).round_trip_s(1.7) is None
+    assert Unit(**base, status=SegmentStatus.PROCESSED).round_trip_s(1.7) is None  # nothing to dub: no dub placed
+    assert Unit(**base).round_trip_s(1.7) is None  # not settled

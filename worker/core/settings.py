@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     min_unit_s: float = Field(1.0, ge=0.2, le=10)
     min_pause_s: float = Field(0.2, ge=0.1, le=2)
     sts_estimate_s: float = Field(1.2, ge=0.1, le=20)  # the STS round trip a unit's length allows for
+    # ... at most: less (longer units) while a stream's last round trips were shorter, unless this is false.
+    sts_estimate_adaptive: bool = True
 
     # The STS service.
     sts_url: str = "http://127.0.0.1:8765"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 
@@ -169,3 +169,22 @@ def unit_budget_s(start_s: float, keyframes: list[float], piece_s: float, delay_
         last = max(keyframes) + math.floor((reach - max(keyframes)) / piece_s + 1e-9) * piece_s
     room = last + delay_s - margin_s - reserve_s - pause_s - sts_s - start_s
     return max(floor_s, min(ceiling_s, room))
+
+
+CHAIN_SAMPLES = 20  # the last units' round trips the estimate is made from
+
+
+def chain_estimate_s(chains: Sequence[float], configured_s: float, floor_s: float = 0.5, margin_s: float = 0.2,
+                     min_samples: int = 3, quantile: float = 1.0) -> float:
+    """The STS round trip (a unit's close to its dub placed on the timeline) the next units' lengths allow
+    for: the ``quantile`` of the last units' round trips plus a margin, at least ``floor_s`` and never more
+    than ``configured_s`` (also the figure until ``min_samples`` are known). Idle STS workers (a GPU, one
+    stream) give longer units: fewer cuts inside speech, better ASR and MT. Busy ones do not make units
+    shorter: a unit's ASR costs about the same however short it is, so shorter units mean more of them and
+    busier workers (measured: allowed to rise, the estimate went to its ceiling within minutes on three
+    streams and 1,060 of 1,303 units fell back). Pure."""
+    if len(chains) < min_samples:
+        return configured_s
+    ordered = sorted(chains)
+    high = ordered[max(0, math.ceil(quantile * len(ordered)) - 1)]
+    return round(min(configured_s, max(floor_s, high + margin_s)), 3)

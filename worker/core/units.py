@@ -53,3 +53,16 @@ class Unit(BaseModel):
     @property
     def settled(self) -> bool:
         return self.status.terminal
+
+    def round_trip_s(self, late_s: float) -> float | None:
+        """How long its dub took from the unit's close to its place on the timeline; ``late_s`` for a dub
+        that came too late or never (how late is not known: the caller's estimate and a step more). A
+        failure for another reason (the STS service refused it, a media error) says nothing about the
+        time: None."""
+        if self.closed_at is None:
+            return None
+        if self.status is SegmentStatus.PROCESSED and self.placed_at is not None:
+            return max(0.0, self.placed_at - self.closed_at)
+        if self.status is SegmentStatus.FALLBACK and self.reason_code in (ReasonCode.LATE, ReasonCode.STS_TIMEOUT):
+            return late_s
+        return None

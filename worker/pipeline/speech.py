@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,16 @@ from worker.core.messages import PieceWork, UnitWork
 from worker.core.placement import UnitSpan, piece_final
 from worker.core.segments import Reason, ReasonCode, SegmentStatus
 from worker.core.settings import Settings
-from worker.core.speech import CutKind, CutParams, CutUnit, UnitCutter, max_unit_s, unit_budget_s
+from worker.core.speech import (
+    CHAIN_SAMPLES,
+    CutKind,
+    CutParams,
+    CutUnit,
+    UnitCutter,
+    chain_estimate_s,
+    max_unit_s,
+    unit_budget_s,
+)
 from worker.core.timing import AUDIO_RATE, FRAME_BYTES, piece_deadline
 from worker.core.units import Unit
 from worker.media.commands import AUDIO_TRACK
@@ -36,6 +46,7 @@ REMUX_RESERVE_S = 0.8  # a piece is sealed this long before its deadline at the 
 TRACK_FRAME = FRAME * DECIMATE  # track samples per detector frame
 READ_FRAMES = 64  # at most this many frames (2 s) per read
 POLL_S = 0.05
+LATE_STEP_S = 0.5  # a unit whose dub came too late counts as the estimate it had and this much more
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,8 @@ class SpeechTracker:
         self.languages = languages
         self.start_unit, self.start_remux, self.clock = start_unit, start_remux, clock
         self.detector = detector or SpeechDetector()
+        self.chains: deque[float] = deque(maxlen=CHAIN_SAMPLES)  # the last units' round trips
+        self.sts_s = settings.sts_estimate_s  # the round trip the units' lengths allow for now
         self.cutter = UnitCutter(self._params(latency_s, 0.0))
         self.tail = round((settings.max_lag_s + 0.5) * AUDIO_RATE)
         self.at: Clock | None = None
@@ -78,7 +91,7 @@ class SpeechTracker:
     def _params(self, delay_s: float, piece_s: float) -> CutParams:
         s = self.settings
         longest = max_unit_s(delay_s, s.max_lag_s, s.publish_margin_s, REMUX_RESERVE_S, s.min_pause_s,
-                             s.sts_estimate_s, piece_s)
+                             self.sts_s, piece_s)
         return CutParams(min_pause_s=s.min_pause_s, min_unit_s=s.min_unit_s, max_unit_s=longest)
 
     def start(self, origin_at: float, delay_s: float, offset_s: float, piece_s: float = 0.0,
@@ -88,10 +101,13 @@ class SpeechTracker:
         job (a takeover at a seam, a resumed input) goes on with the numbering, hears nothing before its
         first piece nor what the runs before it heard, and waits for their units still in flight."""
         self.at = Clock(origin_at, delay_s, round(offset_s * AUDIO_RATE))
-        self.cutter.params = self._params(delay_s, piece_s)
-        self.cutter.longest = self._longest
-        log.info("%s: speech units of at most %.2fs", self.stream_id, self.cutter.params.max_unit_s)
         known = self.units.all(self.stream_id)
+        for u in known[-CHAIN_SAMPLES:]:  # a run that goes on starts from the round trips its stream saw
+            self._note_round_trip(u)
+        self.registry.set_fields(self.stream_id, sts_estimate_s=self.sts_s)
+        self.cutter.params = self._params(delay_s, piece_s)
+        self.cutter.longest = self.longest
+        log.info("%s: speech units of at most %.2fs", self.stream_id, self.cutter.params.max_unit_s)
         self.next_seq = max((u.sequence + 1 for u in known), default=0)
         heard_s = max([from_s, *(u.end_s for u in known)])
         local = max(0, round(heard_s * AUDIO_RATE) - self.at.shift)
@@ -203,7 +219,7 @@ class SpeechTracker:
             self.keyframes = [*self.keyframes[-9:], work.timeline_sample / AUDIO_RATE]
             self.piece_s = work.audio_samples / AUDIO_RATE
 
-    def _longest(self, start_frame: int) -> int:
+    def longest(self, start_frame: int) -> int:
         """The longest the unit opened at ``start_frame`` may be, in detector frames, from where the video's
         keyframes put the piece its dub must reach before that piece is sealed."""
         assert self.at is not None
@@ -212,14 +228,14 @@ class SpeechTracker:
         with self.lock:
             keyframes, piece_s = list(self.keyframes), self.piece_s
         budget = unit_budget_s(start_s, keyframes, piece_s, self.at.delay_s, s.max_lag_s, s.publish_margin_s,
-                               REMUX_RESERVE_S, s.min_pause_s, s.sts_estimate_s)
+                               REMUX_RESERVE_S, s.min_pause_s, self.sts_s)
         return self.cutter.params.frames(budget)
 
     def seal_due(self) -> int:
         """Seal, in order, the pieces whose audio is final or whose deadline is near; start their remux."""
         if not self.pieces:
             return 0
-        self._refresh()
+        self.refresh()
         assert self.at is not None
         open_since = self.cutter.open_since
         opened = None if open_since is None else (open_since + self.frame0) * TRACK_FRAME + self.at.shift
@@ -239,18 +255,34 @@ class SpeechTracker:
                 sealed += 1
         return sealed
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
+        """Units settled since the last round leave ``pending`` (their round trips noted); one overdue falls
+        back."""
         if not self.pending:
             return
         seqs = sorted(self.pending)
         for u in self.units.range(self.stream_id, seqs[0], seqs[-1]):
             if u.sequence in self.pending and u.status is not SegmentStatus.EXTRACTED:
                 del self.pending[u.sequence]
+                self._note_round_trip(u)
         now = self.clock()
         for seq in [s for s in self.pending if self._overdue(s, now)]:
             # Its chain was lost (a worker died mid-task) or is that late: the original goes out under it.
             self.units.settle(self.stream_id, seq, SegmentStatus.FALLBACK, LOST)
             del self.pending[seq]
+            if (lost := self.units.get(self.stream_id, seq)) is not None:
+                self._note_round_trip(lost)
+
+    def _note_round_trip(self, unit: Unit) -> None:
+        """A unit settled: its round trip (close to placed) sets how long the next units may be."""
+        if not self.settings.sts_estimate_adaptive or (took := unit.round_trip_s(self.sts_s + LATE_STEP_S)) is None:
+            return
+        self.chains.append(took)
+        estimate = chain_estimate_s(list(self.chains), self.settings.sts_estimate_s)
+        if abs(estimate - self.sts_s) >= 0.05:
+            self.sts_s = estimate
+            self.registry.set_fields(self.stream_id, sts_estimate_s=estimate)
+            log.info("%s: units now allow %.2fs for the STS round trip", self.stream_id, estimate)
 
     def _overdue(self, seq: int, now: float) -> bool:
         assert self.at is not None
