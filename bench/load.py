@@ -110,8 +110,8 @@ def soak(n: int, minutes: float, engine: str, news: bool = False) -> None:
               f"{(s.units.fallback + s.units.failed) / (n * minutes):.2f}")
     print(f"glass-to-glass p95: first minute {s.g2g_p95_first_min_s:.2f}s, last minute "
           f"{s.g2g_p95_last_min_s:.2f}s")
-    if units := [u for r in records for u in r.units]:
-        trips = sorted(u.placed_at - u.closed_at for u in units if u.placed_at and u.closed_at)
+    units = [u for r in records for u in r.units]
+    if trips := sorted(u.placed_at - u.closed_at for u in units if u.placed_at and u.closed_at):
         lengths = sorted(u.end_s - u.start_s for u in units)
         print(f"unit round trips (close to placed) p50/p90/max {percentile(trips, 50):.2f}/{percentile(trips, 90):.2f}/"
               f"{trips[-1]:.2f}s; unit length p50/p90 {percentile(lengths, 50):.2f}/{percentile(lengths, 90):.2f}s, "
