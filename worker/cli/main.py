@@ -153,14 +153,14 @@ def worker(pool: str, concurrency: int | None, celery_args: tuple[str, ...]) -> 
               help="echo: delay fragment SEQ by MS milliseconds (fault drills); repeatable.")
 @click.option("--model-dir", help="offline: a CTranslate2 Whisper model directory (default: tiny.en wheel).")
 @click.option("--device", default="cpu", show_default=True, help="offline: cpu or cuda.")
-@click.option("--compute-type", default="int8", show_default=True, help="offline: int8, float16, ...")
-@click.option("--beam-size", type=click.IntRange(min=1), default=1, show_default=True,
-              envvar="LIVEDUB_STS_BEAM_SIZE",
-              help="offline: Whisper's beam; 1 is greedy (what 2 CPU cores keep up with), 5 on a GPU.")
+@click.option("--compute-type", help="offline: int8, float16, ...  [default: float16 on cuda, else int8]")
+@click.option("--beam-size", type=click.IntRange(min=1), envvar="LIVEDUB_STS_BEAM_SIZE",
+              help="offline: Whisper's beam; 1 is greedy (what 2 CPU cores keep up with).  "
+                   "[default: 5 on cuda, else 1]")
 def sts(engine: str, host: str, port: int, namespace: str, token_file: Path | None, insecure: bool, workers: int,
         queue_capacity: int, max_audio_mb: float, queue_mb: float, max_streams_per_connection: int,
         echo_delay_factor: float, echo_delays: tuple[str, ...],
-        model_dir: str | None, device: str, compute_type: str, beam_size: int) -> None:
+        model_dir: str | None, device: str, compute_type: str | None, beam_size: int | None) -> None:
     """Run the speech-to-speech Socket.IO service. Exits non-zero when the engine cannot load its models."""
     import asyncio
 
