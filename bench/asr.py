@@ -72,8 +72,11 @@ def make(out: Path) -> None:
             units[f"u{len(refs)}"] = pcm16k(wav)
             refs.append({"corpus": "news", "text": sentence})
     script = LIBRIVOX / "transcription"
-    lines = [x.split("</s>")[0].replace("<s>", "").strip() + "." for x in script.read_text().splitlines() if x]
-    for wav, line in zip(sorted(LIBRIVOX.glob("*.wav")), lines, strict=True):
+    if not script.exists():
+        print("no LibriVox clips (apt-get install pocketsphinx-testdata): news only")
+    lines = [x.split("</s>")[0].replace("<s>", "").strip() + "." for x in script.read_text().splitlines() if x] \
+        if script.exists() else []
+    for wav, line in zip(sorted(LIBRIVOX.glob("*.wav")) if lines else [], lines, strict=True):
         units[f"u{len(refs)}"] = pcm16k(wav)
         refs.append({"corpus": "librivox", "text": line})
     units["refs"] = np.array(json.dumps(refs))

@@ -91,3 +91,24 @@ def test_a_fixed_estimate_stays_when_asked(setup, tmp_path):
     t = tracker(setup, tmp_path, sts_estimate_adaptive=False)
     settle(t, book, 0, 6, took_s=0.4)
     assert t.sts_s == 1.2
+
+
+def test_a_unit_opened_before_the_first_piece_is_added_has_the_budget_of_its_keyframes(setup, tmp_path):
+    """The reader's first segment (its start and length) is known when the tracker starts; a unit that opens
+    before the preparer hands that piece over is not cut as if no keyframe were known."""
+    from worker.core.speech import unit_budget_s
+    from worker.core.timing import AUDIO_RATE
+    from worker.pipeline.speech import REMUX_RESERVE_S, TRACK_FRAME
+
+    *_, settings, _ = setup
+    t = tracker(setup, tmp_path)  # started with the first segment at 0 s, 2 s long; no piece added yet
+    assert not t.pieces
+    s = settings
+    frame = round(1.0 * AUDIO_RATE / TRACK_FRAME)  # a unit opening 1 s in
+
+    def budget(keyframes: list[float], piece_s: float) -> float:
+        return unit_budget_s(1.0, keyframes, piece_s, 6.0, s.max_lag_s, s.publish_margin_s, REMUX_RESERVE_S,
+                             s.min_pause_s, t.sts_s)
+
+    assert budget([0.0], 2.0) > budget([], 0.0)  # the keyframe at 2 s is within its lag
+    assert t.longest(frame) == t.cutter.params.frames(budget([0.0], 2.0))

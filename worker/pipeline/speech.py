@@ -101,6 +101,9 @@ class SpeechTracker:
         job (a takeover at a seam, a resumed input) goes on with the numbering, hears nothing before its
         first piece nor what the runs before it heard, and waits for their units still in flight."""
         self.at = Clock(origin_at, delay_s, round(offset_s * AUDIO_RATE))
+        if piece_s > 0:  # the first segment's start is a keyframe: a unit that opens before its piece is
+            with self.lock:  # handed over (add_piece) has the budget of the keyframes to come
+                self.keyframes, self.piece_s = [*self.keyframes[-9:], from_s], piece_s
         known = self.units.all(self.stream_id)
         for u in known[-CHAIN_SAMPLES:]:  # a run that goes on starts from the round trips its stream saw
             self._note_round_trip(u)
