@@ -14,7 +14,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420
 
 def test_two_streams_for_two_minutes(tmp_path, media_dir):
     video = make_video(media_dir / "count120.flv", 120, speech=True)
-    with local_stack(tmp_path / "run", "--engine", "echo") as stack:
+    # Real time on a slow 2-core host (process start 0.14 s): with fixed mode's default 2.0 s budget, 4 of 40
+    # segments were late in one of two runs there (docs/reliability.md); the test is about holding real time
+    # without drift or leaks, so the chain gets 3 s, as `livedub up --engine offline` gives it.
+    with local_stack(tmp_path / "run", "--engine", "echo", env={"LIVEDUB_LATENCY_BUDGET_S": "3"}) as stack:
         tag = next(iter(stack.state["worker_names"].values())).split("@")[0].split("-")[-1]
         marks = (f"-{tag}@", stack.state["api_url"].split("//")[1], stack.state["sts_url"].split(":")[-1])
         rss_before = stack_rss_mb(stack.run_dir, marks)
