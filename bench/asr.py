@@ -33,9 +33,9 @@ import numpy as np
 
 from bench.support.wer import wer
 from worker.core.stats import percentile
+from worker.sts.context import PROMPT_CHARS
 
 RATE = 16000
-PROMPT_CHARS = 200  # worker.sts.context.PROMPT_CHARS
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def pcm16k(wav: Path) -> np.ndarray:
 
 
 def make(out: Path) -> None:
-    from bench.speech import LIBRIVOX, NEWS
+    from bench.speech import LIBRIVOX, NEWS, librivox_script
 
     units: dict[str, np.ndarray] = {}
     refs: list[dict[str, str]] = []
@@ -71,11 +71,7 @@ def make(out: Path) -> None:
             subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), sentence], check=True, timeout=60)
             units[f"u{len(refs)}"] = pcm16k(wav)
             refs.append({"corpus": "news", "text": sentence})
-    script = LIBRIVOX / "transcription"
-    if not script.exists():
-        print("no LibriVox clips (apt-get install pocketsphinx-testdata): news only")
-    lines = [x.split("</s>")[0].replace("<s>", "").strip() + "." for x in script.read_text().splitlines() if x] \
-        if script.exists() else []
+    lines = librivox_script() or []
     for wav, line in zip(sorted(LIBRIVOX.glob("*.wav")) if lines else [], lines, strict=True):
         units[f"u{len(refs)}"] = pcm16k(wav)
         refs.append({"corpus": "librivox", "text": line})

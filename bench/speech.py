@@ -69,12 +69,19 @@ def news_audio(tmp: Path) -> tuple[Path, list[str]]:
     return out, NEWS
 
 
-def librivox_audio(tmp: Path) -> tuple[Path, list[str]] | None:
+def librivox_script() -> list[str] | None:
+    """The LibriVox clips' sentences, in the clips' order; None (and why) without pocketsphinx-testdata."""
     script = LIBRIVOX / "transcription"
     if not script.exists():
         print("no LibriVox clips: apt-get install pocketsphinx-testdata")
         return None
-    lines = [line.split("</s>")[0].replace("<s>", "").strip() + "." for line in script.read_text().splitlines() if line]
+    return [line.split("</s>")[0].replace("<s>", "").strip() + "." for line in script.read_text().splitlines() if line]
+
+
+def librivox_audio(tmp: Path) -> tuple[Path, list[str]] | None:
+    lines = librivox_script()
+    if lines is None:
+        return None
     parts = []
     for i, wav in enumerate(sorted(LIBRIVOX.glob("*.wav"))):
         part = tmp / f"l{i}.wav"
