@@ -14,7 +14,7 @@ from tests.support import free_port, sts_server
 from worker.media.procs import wait_until
 from worker.media.wav import wav_duration_ms
 from worker.sts.client import StsClient
-from worker.sts.protocol import AudioIn, FragmentData, StreamInit
+from worker.sts.protocol import AudioIn, FragmentData, StreamConfig, StreamInit
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 SPOKEN = "Good morning everyone. Today we will talk about the weather and the news."
@@ -49,7 +49,7 @@ def test_offline_engine_dubs_real_speech(tmp_path):
             v1 = c.wait_processed("o1", 60)
             decodes = requests.get(f"{url}/health", timeout=5).json()["models"]["asr"]["decodes"]
     # both decoded on a window sized to the speech (about 5 s), not on Whisper's 30 s
-    assert decodes == {"windowed": 2, "full": 0, "silent": 0}, decodes
+    assert decodes == {"windowed": 2, "timestamped": 0, "full": 0, "silent": 0}, decodes
     assert v1.status == "success" and wer(SPOKEN, v1.transcript) <= 0.2, (v1.error, v1.transcript)
     assert v1.dubbed_audio.format == "m4a" and v1.dubbed_audio.raw()[4:8] == b"ftyp"  # answered in MP4
     assert v1.dubbed_audio.data_base64  # and as base64, as it came
@@ -120,3 +120,32 @@ def test_a_unit_that_goes_on_with_a_sentence_is_translated_with_its_beginning(tm
     assert alone.translated_text.split()[0].lower() == "cumplido", alone.translated_text  # "met", no subject
     assert within.translated_text.split()[0].lower() == "cumplió", within.translated_text  # "the council met"
     assert "ayuntamiento" not in within.translated_text.lower()  # the beginning was dubbed already
+
+
+def test_the_offline_engine_is_warm_when_it_says_ready():
+    """The cold start (Silero's session, the decoder's first run, the Apertium pipelines) is paid before
+    /health says ready, not by a stream's first unit; the warm-up is not counted as a decode."""
+    from faster_whisper.vad import get_vad_model
+
+    from worker.sts.asr import AsrCounts
+    from worker.sts.engines import OfflineEngine
+
+    get_vad_model.cache_clear()
+    engine = OfflineEngine(cpu_threads=2)
+    try:
+        engine.load()
+        assert engine.readiness() is None
+        assert get_vad_model.cache_info().currsize == 1  # the voice activity filter's model is loaded
+        pipe = engine.translator.pipes["eng-spa"]
+        assert pipe.proc is not None and pipe.proc.poll() is None and pipe.starts == 1
+        assert engine.asr.counts == AsrCounts()
+        starts = pipe.starts
+        wav = subprocess.run(["espeak-ng", "-v", "en-us", "--stdout", SPOKEN], capture_output=True,
+                             check=True, timeout=30).stdout
+        res = engine.process(AudioIn(format="wav", sample_rate_hz=22050, channels=1,
+                                     duration_ms=wav_duration_ms(wav), data=wav), wav, StreamConfig())
+        assert res.status == "success" and res.translated_text
+        assert pipe.starts == starts  # the unit used the pipeline the warm-up started
+        assert engine.asr.counts == AsrCounts(windowed=1)
+    finally:
+        engine.translator.close()

@@ -66,9 +66,24 @@ def test_speech_of_thirty_seconds_is_decoded_on_the_full_window(model):
     assert wer(text_in, text) <= 0.25, text
 
 
-def test_a_windowed_decode_that_runs_to_its_limit_is_done_again_on_the_full_window(model, monkeypatch):
+def test_a_windowed_decode_that_loops_is_done_again_with_timestamps_on_the_same_window(model, monkeypatch):
+    verdicts: list[bool] = []
+
+    def first_one_loops(text, tokens, limit):  # the plain decode looped (counting speech did: "12, 12, 12, ...")
+        verdicts.append(not verdicts)
+        return verdicts[-1]
+
+    monkeypatch.setattr(asr_module, "looks_looped", first_one_loops)
+    asr = UnitAsr(model)
+    text = asr.transcribe(speech(SENTENCE), "en")
+    assert (asr.counts.windowed, asr.counts.timestamped, asr.counts.full) == (0, 1, 0)
+    assert verdicts == [True, False]
+    assert wer(SENTENCE, text) <= 0.2 and "<|" not in text, text  # the sentence, no timestamp tokens in it
+
+
+def test_a_windowed_decode_that_runs_to_its_limit_twice_is_done_again_on_the_full_window(model, monkeypatch):
     monkeypatch.setattr(asr_module, "token_limit", lambda samples: 5)  # what a looping decode reaches
     asr = UnitAsr(model)
     text = asr.transcribe(speech(SENTENCE), "en")
-    assert (asr.counts.windowed, asr.counts.full) == (0, 1)
+    assert (asr.counts.windowed, asr.counts.timestamped, asr.counts.full) == (0, 0, 1)
     assert wer(SENTENCE, text) <= 0.2, text  # the whole sentence, not the five tokens

@@ -1,6 +1,6 @@
 """The ASR window and loop rules (worker.sts.asr), pure."""
 
-from worker.sts.asr import FULL_FRAMES, MAX_TOKENS, is_silence, looks_looped, token_limit, window_frames
+from worker.sts.asr import FULL_FRAMES, MAX_TOKENS, is_silence, looks_looped, text_before, token_limit, window_frames
 
 SECOND = 16000
 
@@ -38,3 +38,12 @@ def test_silence_is_what_faster_whisper_calls_silence():
     assert is_silence(0.9, -1.5)
     assert not is_silence(0.9, -0.3)  # confident text despite the no-speech token
     assert not is_silence(0.2, -1.5)
+
+
+def test_a_timestamped_decode_keeps_the_text_of_segments_that_start_before_the_speech_ends():
+    ts, eot = 1000, 900  # timestamp tokens from 1000 (0.00 s, 0.02 s a token); text tokens below eot
+    tokens = [1000, 1, 2, 3, 1280, 1280, 4, 5, 1400, 1400, 6, 6, 6, 1500, eot]  # 0-5.6 s, 5.6-8 s, 8-10 s
+    assert text_before(tokens, ts, eot, end_s=6.0) == [1, 2, 3, 4, 5]  # the third segment starts at 8 s
+    assert text_before(tokens, ts, eot, end_s=9.0) == [1, 2, 3, 4, 5, 6, 6, 6]
+    assert text_before(tokens, ts, eot, end_s=5.6) == [1, 2, 3]  # a segment starting at the end is dropped
+    assert text_before([7, 8], ts, eot, end_s=1.0) == [7, 8]  # no timestamps: all of it
