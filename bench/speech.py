@@ -8,7 +8,7 @@ with 0.4 s pauses). Each goes through ``livedub up --engine offline`` with ``liv
 Figures: unit boundaries inside speech (a boundary not in a pause of the clean input), WER of the joined
 transcripts against the script, chrF (sacrebleu) of the joined translations against Apertium on the
 script's whole sentences, glass-to-glass p50/p95, fallbacks per minute, the dub's start lag after its
-unit's start, stretch ratios, and the output's A/V offsets.
+unit's start, stretch ratios, the output's A/V offsets, and the STS service's Whisper decodes by kind.
 
     python -m bench.speech [--latency 6] [--corpus news|librivox|both] [--json out.json]
 """
@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import redis
+import requests
 import sacrebleu
 
 from bench.support.wer import wer
@@ -50,6 +51,12 @@ NEWS = [
 ]
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 RATE = 48000
+
+
+def asr_decodes(sts_url: str) -> dict[str, int]:
+    """The STS service's Whisper decodes so far, by kind (windowed, timestamped, full, silent)."""
+    decodes: dict[str, int] = requests.get(f"{sts_url}/health", timeout=10).json()["models"]["asr"]["decodes"]
+    return decodes
 
 
 def sox(*args: str) -> None:
@@ -191,12 +198,15 @@ def main() -> None:
                 for mode, more in (("speech", {"segmentation": "speech", "latency_s": args.latency}),
                                    ("fixed", {"segmentation": "fixed"})):
                     sid = f"bench-{name}-{mode}"
+                    before = asr_decodes(stack.state()["sts_url"])
                     rep = run_dub(video, tmp / f"{sid}.mp4", stack.state(), stream_id=sid, more=more)
                     results[f"{name}/{mode}"] = figures(reg, sid, rep, script, reference, gaps, minutes)
+                    after = asr_decodes(stack.state()["sts_url"])
+                    results[f"{name}/{mode}"]["decodes"] = {k: after[k] - before.get(k, 0) for k in after}
                     print(f"{name}/{mode}: {json.dumps(results[f'{name}/{mode}'])}", flush=True)
         finally:
             stack.stop()
-    keys = [k for k in next(iter(results.values())) if k not in ("pieces", "fallback_reasons")]
+    keys = [k for k in next(iter(results.values())) if k not in ("pieces", "fallback_reasons", "decodes")]
     print(f"\n{'figure':<28}" + "".join(f"{k:>20}" for k in results))
     for key in keys:
         print(f"{key:<28}" + "".join(f"{str(r[key]):>20}" for r in results.values()))
