@@ -33,7 +33,7 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 test: setup lint
-	$(PY) -m pytest -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -ra --durations=25 $(PYTEST_ARGS)
 
 unit: venv
 	$(PY) -m pytest -q tests/unit
