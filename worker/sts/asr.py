@@ -136,10 +136,10 @@ class UnitAsr:
             [prompt_ids], beam_size=self.beam_size, return_scores=True,
             max_length=min(len(prompt_ids) + room + 1, model.max_length), return_no_speech_prob=True,
             suppress_blank=True, suppress_tokens=[-1], max_initial_timestamp_index=MAX_INITIAL_TIMESTAMP)[0]
-        tokens = result.sequences_ids[0]
-        if timestamps:
-            tokens = text_before(tokens, tokenizer.timestamp_begin, tokenizer.eot, speech.size / RATE)
-        text = tokenizer.decode(tokens).strip()
-        if is_silence(result.no_speech_prob, result.scores[0] * len(tokens) / (len(tokens) + 1)):
+        decoded = result.sequences_ids[0]
+        if is_silence(result.no_speech_prob, result.scores[0] * len(decoded) / (len(decoded) + 1)):
             return ""
+        tokens = text_before(decoded, tokenizer.timestamp_begin, tokenizer.eot, speech.size / RATE) \
+            if timestamps else decoded
+        text = tokenizer.decode(tokens).strip()
         return None if looks_looped(text, len(tokens), limit) else text
