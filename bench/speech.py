@@ -190,6 +190,7 @@ def main() -> None:
         stack.start()
         try:
             reg = StreamRegistry(redis.Redis.from_url(stack.redis_url))
+            state = stack.state()  # read once: the stack's addresses do not change while it runs
             for name, wav, script in inputs:
                 video = to_video(wav, tmp / f"{name}.flv")
                 gaps, minutes = pauses(wav), float(subprocess.run(
@@ -198,10 +199,10 @@ def main() -> None:
                 for mode, more in (("speech", {"segmentation": "speech", "latency_s": args.latency}),
                                    ("fixed", {"segmentation": "fixed"})):
                     sid = f"bench-{name}-{mode}"
-                    before = asr_decodes(stack.state()["sts_url"])
-                    rep = run_dub(video, tmp / f"{sid}.mp4", stack.state(), stream_id=sid, more=more)
+                    before = asr_decodes(state["sts_url"])
+                    rep = run_dub(video, tmp / f"{sid}.mp4", state, stream_id=sid, more=more)
                     results[f"{name}/{mode}"] = figures(reg, sid, rep, script, reference, gaps, minutes)
-                    after = asr_decodes(stack.state()["sts_url"])
+                    after = asr_decodes(state["sts_url"])
                     results[f"{name}/{mode}"]["decodes"] = {k: after[k] - before.get(k, 0) for k in after}
                     print(f"{name}/{mode}: {json.dumps(results[f'{name}/{mode}'])}", flush=True)
         finally:
