@@ -16,29 +16,29 @@ from pathlib import Path
 
 import redis
 
-from worker.core.models import StreamRecord, StreamState
+from worker.core.models import StreamState
 from worker.core.naming import rtmp_url, with_key
 from worker.core.segments import Segment
 from worker.core.settings import Settings
 from worker.core.units import Segmentation, segmentation_of
 from worker.media.commands import AUDIO_TRACK, segmenter_args
 from worker.media.procs import ProcessRunner, stop_process
+from worker.pipeline.handover_steps import POLL_S, HandoverSteps
 from worker.pipeline.ingest_outcome import JobOutcome, Stop, StopCause, job_outcome
-from worker.pipeline.reader_steps import ReaderSteps, log_tail, progress_s
+from worker.pipeline.reader_steps import log_tail, progress_s
 from worker.pipeline.supervisor import PUBLISHER, LeaseWatcher
-from worker.pipeline.takeover import ABANDONED, Handover, Successor, seam_wait_s
+from worker.pipeline.takeover import ABANDONED, Handover, Successor
 from worker.state.registry import StreamRegistry
 from worker.state.store import SegmentStore
 
 log = logging.getLogger(__name__)
-POLL_S = 0.2
 CUT_TOL_S = 0.0015
 SWEEP_INTERVAL_S = 60.0  # cut times are keyframe times in ms, printed in µs
 
 __all__ = ["JobOutcome", "StreamJob"]
 
 
-class StreamJob(ReaderSteps):
+class StreamJob(HandoverSteps):
     def __init__(
         self,
         stream_id: str,
@@ -88,9 +88,6 @@ class StreamJob(ReaderSteps):
         # The lease names this process's run of the job, so a redelivered copy of the same job
         # (same job id, another worker) is told apart and refused.
         self.holder = f"{job_id}.{uuid.uuid4().hex[:8]}"
-
-    def _ours(self, rec: StreamRecord | None) -> bool:
-        return rec is not None and rec.job_id == self.job_id and rec.state.active
 
     def run(self) -> JobOutcome:
         first = self.registry.get(self.stream_id, with_segments=False)
@@ -166,63 +163,6 @@ class StreamJob(ReaderSteps):
         self.registry.release(self.stream_id, self.holder)
         return outcome
 
-    def _go_on(self, rec: StreamRecord) -> None:
-        """A later run of the job: numbering goes on; what the last run left unprepared is failed."""
-        self.first_seq = rec.segment_count
-        self.live = rec.state is StreamState.LIVE
-        self._fail_unprepared(self.registry.segments(self.stream_id))
-
-    def _hand_over(self, stop: Stop) -> JobOutcome:
-        """The worker shuts down (a redeploy): the stream stays live and the job is queued again. With a
-        seam, the successor's reader already goes on from it; without one, the next worker of the pool
-        starts a new reader, placed by the wall clock, and records the gap. Nothing is failed."""
-        if self.handover is None:
-            self._begin_handover(None)
-        self.registry.release(self.stream_id, self.holder)
-        self.registry.metrics.count("livedub_ingest_handovers_total")
-        log.info("%s: worker shutting down; handed the stream over (%s)", self.stream_id, stop.reason)
-        return JobOutcome(None, f"handed over: {stop.reason}", self.seen)
-
-    def _begin_handover(self, out_dir: Path | None) -> Handover:
-        assert self.hand_over is not None
-        rec = self.registry.get(self.stream_id, with_segments=False)
-        log.info("%s: handing over: reader clock base %s, last cut %s", self.stream_id, self.base_s, self.last_end)
-        self.handover = Handover(
-            self.registry, self.stream_id, send=self.hand_over, monotonic=self.monotonic,
-            segment_s=(rec.segment_seconds if rec and rec.segment_seconds else self.settings.segment_seconds),
-            clock_now_s=progress_s(out_dir) if out_dir else 0.0,
-            can_take_over=out_dir is not None and self.base_s is not None and self.last_end is not None
-            and self.on_segment is not None)
-        return self.handover
-
-    def _await_seam(self, proc: subprocess.Popen[bytes], out_dir: Path, seconds: float) -> JobOutcome | None:
-        """A successor reads while the old reader goes on, publishes its cuts and waits for the seam;
-        then takes the lease and goes on from the seam. An outcome: it stood down."""
-        assert self.successor is not None
-        deadline = self.monotonic() + seam_wait_s(seconds) + 2 * self.settings.heartbeat_ttl_s
-        while True:
-            rec = self.registry.get(self.stream_id, with_segments=False)
-            if rec is None or not self._ours(rec) or rec.input_ended or proc.poll() is not None \
-                    or self.monotonic() > deadline:
-                return JobOutcome(None, "takeover abandoned: the stream moved on or no seam came", 0)
-            if (seam := self.successor.seam_local(rec)) is not None:
-                break
-            self.successor.publish_cuts(self._entries(out_dir))
-            self.sleep(POLL_S)
-        if not self._take_lease():
-            return JobOutcome(None, "duplicate: another process runs this job", 0)
-        rec = self.registry.get(self.stream_id, with_segments=False)
-        if rec is None or not self._ours(rec) or not self._claim_epoch(rec):
-            self.registry.release(self.stream_id, self.holder)
-            return JobOutcome(None, "superseded while taking over", 0)
-        self._go_on(rec)
-        self.first_seq = rec.takeover_seam_seq if rec.takeover_seam_seq is not None else rec.segment_count
-        self.skip_before, self.base_s = seam, self.successor.base_s
-        self.registry.set_fields(self.stream_id, heartbeat_at=self.registry.clock(), handover_at="",
-                                 reader_base_s=self.successor.base_s)
-        log.info("%s: took the reader over at %.3fs (sequence %d)", self.stream_id, seam, self.first_seq)
-        return None
-
     def _record_outcome(self, outcome: JobOutcome, lost: bool) -> None:
         if outcome.state is None:
             return
@@ -237,28 +177,6 @@ class StreamJob(ReaderSteps):
         if not self.registry.end_input(self.stream_id, self.job_id, self.epoch, total if pieces else None,
                                        outcome.reason, state):
             log.info("%s: the input came back (re-published) or the stream moved on; run done", self.stream_id)
-
-    def _take_lease(self) -> bool:
-        """A previous generation may still be draining, or (re-publish) this job's previous run may
-        still be reading the end of its input: wait for its lease, bounded."""
-        deadline = self.monotonic() + self.settings.drain_timeout_s
-        while not self.registry.lease(self.stream_id, self.holder, self.settings.heartbeat_ttl_s):
-            owner = self.registry.lease_owner(self.stream_id) or ""
-            if (owner.split(".")[0] == self.job_id and not self.resume and not self.takeover) \
-                    or self.monotonic() > deadline:
-                return False
-            self.sleep(POLL_S)
-        return True
-
-    def _claim_epoch(self, rec: StreamRecord) -> bool:
-        """Under the lease: note which re-publish this run serves. A run for re-publish n that finds
-        a later one, or one already served, stands down."""
-        self.epoch = rec.resumes
-        served = rec.served_epoch if rec.served_epoch is not None else -1
-        if self.resume and (self.resume != self.epoch or served >= self.epoch):
-            return False
-        self.registry.set_fields(self.stream_id, served_epoch=self.epoch)
-        return True
 
     def _watch(self, proc: subprocess.Popen[bytes], out_dir: Path) -> Stop:
         """Poll until ffmpeg exits: heartbeat, segments, stop requests and the publisher's health."""
