@@ -26,8 +26,7 @@ from worker.core.stats import percentile
 from worker.devstack.roles import DEFAULT_ROLES
 from worker.devstack.samples import make_video
 from worker.devstack.stack import LocalStack, StackConfig
-from worker.state.object_store import make_store
-from worker.state.store import SegmentStore
+from worker.state.store import SegmentStore, make_store
 
 STAGES = {"extract": "extract (probe + slice)", "sts_rtt": "STS-dispatch round trip",
           "collect": "collect (fetch, fit + mix, put)", "remux": "remux (fetch, piece, put)",

@@ -12,8 +12,8 @@ from worker.core.settings import load_settings
 from worker.core.timing import AUDIO_RATE
 from worker.pipeline.collect import fit_and_mix
 from worker.pipeline.remux import remux_piece
-from worker.state.object_store import make_store
 from worker.state.registry import StreamRegistry
+from worker.state.store import make_store
 
 pytestmark = pytest.mark.integration
 SLOT = 1024 * 141  # about 3 s at 48 kHz

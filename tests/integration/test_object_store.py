@@ -6,8 +6,8 @@ import pytest
 
 from tests.support import FakeClock, free_port
 from worker.core.settings import load_settings
-from worker.state.object_store import ObjectSegmentStore, make_store
-from worker.state.store import StoreError
+from worker.state.object_store import ObjectSegmentStore
+from worker.state.store import StoreError, make_store
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from worker.core.settings import load_settings
 from worker.core.speech import CutKind
 from worker.core.units import Unit
 from worker.pipeline.speech import SpeechTracker
-from worker.state.object_store import make_store
 from worker.state.registry import StreamRegistry
+from worker.state.store import make_store
 from worker.state.units import UnitBook
 
 pytestmark = pytest.mark.integration

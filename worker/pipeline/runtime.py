@@ -19,9 +19,8 @@ from worker.pipeline.ingest import StreamJob
 from worker.pipeline.prepare import SegmentPreparer, StreamPlan
 from worker.pipeline.speech import SpeechTracker
 from worker.pipeline.sts_dispatch import StsPool
-from worker.state.object_store import make_store
 from worker.state.registry import StreamRegistry
-from worker.state.store import SegmentStore
+from worker.state.store import SegmentStore, make_store
 
 T = TypeVar("T")
 

@@ -24,9 +24,8 @@ from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
 from urllib3.exceptions import HTTPError
 
-from worker.core.settings import Settings
-from worker.core.store_url import ObjectLocation, parse_store_url
-from worker.state.store import LocalSegmentStore, SegmentStore, StoreError, check_job_id, check_key
+from worker.core.store_url import ObjectLocation
+from worker.state.store import StoreError, check_job_id, check_key
 
 FAULTS = (MinioException, HTTPError)
 
@@ -160,16 +159,3 @@ class ObjectSegmentStore:
 def minio_client(loc: ObjectLocation, access_key: str | None, secret_key: str | None) -> Minio:
     return Minio(loc.endpoint, access_key=loc.access_key or access_key, secret_key=loc.secret_key or secret_key,
                  secure=loc.secure, region="us-east-1")
-
-
-def make_store(settings: Settings) -> SegmentStore:
-    """The store ``LIVEDUB_STORE_URL`` names; the local directory ``LIVEDUB_STORE_DIR`` without one.
-    With an object store, ``LIVEDUB_STORE_DIR`` is this host's scratch for work files."""
-    if not settings.store_url:
-        return LocalSegmentStore(settings.store_dir)
-    where = parse_store_url(settings.store_url)
-    if isinstance(where, Path):
-        return LocalSegmentStore(where)
-    secret = settings.store_secret_key.get_secret_value() if settings.store_secret_key else None
-    client = minio_client(where, settings.store_access_key, secret)
-    return ObjectSegmentStore(client, where, settings.store_dir)

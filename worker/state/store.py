@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from worker.core.naming import validate_stream_id
+from worker.core.settings import Settings
+from worker.core.store_url import parse_store_url
 
 _EXPIRES = ".expires_at"
 _PART_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -131,3 +133,18 @@ class LocalSegmentStore:
                 shutil.rmtree(marker.parent, ignore_errors=True)
                 removed += 1
         return removed
+
+
+def make_store(settings: Settings) -> SegmentStore:
+    """The store ``LIVEDUB_STORE_URL`` names; the local directory ``LIVEDUB_STORE_DIR`` without one.
+    With an object store, ``LIVEDUB_STORE_DIR`` is this host's scratch for work files. The S3 client
+    (minio) loads only here, where a URL names an object store."""
+    if not settings.store_url:
+        return LocalSegmentStore(settings.store_dir)
+    where = parse_store_url(settings.store_url)
+    if isinstance(where, Path):
+        return LocalSegmentStore(where)
+    from worker.state.object_store import ObjectSegmentStore, minio_client
+
+    secret = settings.store_secret_key.get_secret_value() if settings.store_secret_key else None
+    return ObjectSegmentStore(minio_client(where, settings.store_access_key, secret), where, settings.store_dir)

@@ -10,8 +10,6 @@ import time
 from collections import defaultdict
 from typing import Any
 
-import socketio
-
 from worker.sts.protocol import (
     DEFAULT_NAMESPACE,
     Backpressure,
@@ -38,6 +36,8 @@ class StsClient:
         self.token = token
         self.ns = namespace
         self.connect_timeout_s = connect_timeout_s
+        import socketio  # here, not at import: only the STS-dispatch pool's processes load it (0.4 s of CPU)
+
         self.sio = socketio.Client(reconnection=False)
         self.cond = threading.Condition()
         self.ready: dict[str, StreamReady] = {}
@@ -58,6 +58,8 @@ class StsClient:
 
     # connection ------------------------------------------------------------
     def connect(self) -> StsClient:
+        import socketio
+
         try:
             self.sio.connect(self.url, auth={"token": self.token} if self.token else None, namespaces=[self.ns],
                              transports=["websocket"], wait_timeout=self.connect_timeout_s)
