@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from celery import chain
+from celery.signals import worker_init
 
 from tasks import app
 from tasks.queues import (
@@ -18,6 +19,7 @@ from tasks.queues import (
     PUBLISH_TASK,
     REMUX_TASK,
     STREAM_JOB_TASK,
+    STS,
     STS_DISPATCH_TASK,
     STS_UNIT_TASK,
     TIMELINE_REMUX_TASK,
@@ -31,6 +33,7 @@ from worker.pipeline.runtime import process_registry, process_settings, process_
 from worker.pipeline.sts_dispatch import dub_segment, dub_unit
 from worker.pipeline.timeline import place_unit, remux_timeline
 from worker.state.units import UnitBook
+from worker.sts.client import preload as preload_sts_client
 
 IDEMPOTENT: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
 
@@ -54,6 +57,14 @@ def start_timeline_remux(work: PieceWork) -> None:
 def start_publisher(stream_id: str, job_id: str, restart: bool = False) -> None:
     task_id = f"pub-{job_id}-{uuid.uuid4().hex[:6]}" if restart else f"pub-{job_id}"
     app.send_task(PUBLISH_TASK, args=[stream_id, job_id], task_id=task_id)
+
+
+@worker_init.connect
+def _load_the_sts_client(sender: Any, **_: Any) -> None:
+    """A worker that consumes the STS queue loads the Socket.IO client before it forks its pool, so its
+    processes' first fragments do not pay the import (0.4 s of CPU); the other pools never load it."""
+    if STS in sender.app.amqp.queues.consume_from:
+        preload_sts_client()
 
 
 @app.task(name=STS_DISPATCH_TASK, **IDEMPOTENT)

@@ -29,6 +29,11 @@ class StsError(RuntimeError):
         self.retryable = retryable
 
 
+def preload() -> None:
+    """Load python-socketio now: a worker that will make clients does it before it forks its pool."""
+    import socketio  # noqa: F401
+
+
 class StsClient:
     def __init__(self, url: str, token: str | None = None, namespace: str = DEFAULT_NAMESPACE,
                  connect_timeout_s: float = 5.0) -> None:
