@@ -32,6 +32,7 @@ from worker.pipeline.remux import remux_piece
 from worker.pipeline.runtime import process_registry, process_settings, process_store, sts_pool
 from worker.pipeline.sts_dispatch import dub_segment, dub_unit
 from worker.pipeline.timeline import place_unit, remux_timeline
+from worker.state.store import preload_store
 from worker.state.units import UnitBook
 from worker.sts.client import preload as preload_sts_client
 
@@ -60,9 +61,11 @@ def start_publisher(stream_id: str, job_id: str, restart: bool = False) -> None:
 
 
 @worker_init.connect
-def _load_the_sts_client(sender: Any, **_: Any) -> None:
-    """A worker that consumes the STS queue loads the Socket.IO client before it forks its pool, so its
-    processes' first fragments do not pay the import (0.4 s of CPU); the other pools never load it."""
+def _load_clients(sender: Any, **_: Any) -> None:
+    """A worker loads the clients its tasks use before it forks its pool, so its processes' first tasks
+    do not pay the imports: the S3 client where the store is an object store, the Socket.IO client where
+    the worker consumes the STS queue (0.35 and 0.4 s of CPU); a worker that needs neither loads neither."""
+    preload_store(process_settings())
     if STS in sender.app.amqp.queues.consume_from:
         preload_sts_client()
 

@@ -138,13 +138,18 @@ class LocalSegmentStore:
 def make_store(settings: Settings) -> SegmentStore:
     """The store ``LIVEDUB_STORE_URL`` names; the local directory ``LIVEDUB_STORE_DIR`` without one.
     With an object store, ``LIVEDUB_STORE_DIR`` is this host's scratch for work files. The S3 client
-    (minio) loads only here, where a URL names an object store."""
-    if not settings.store_url:
-        return LocalSegmentStore(settings.store_dir)
-    where = parse_store_url(settings.store_url)
+    (minio) loads only where a URL names an object store."""
+    where = parse_store_url(settings.store_url) if settings.store_url else settings.store_dir
     if isinstance(where, Path):
         return LocalSegmentStore(where)
     from worker.state.object_store import ObjectSegmentStore, minio_client
 
     secret = settings.store_secret_key.get_secret_value() if settings.store_secret_key else None
     return ObjectSegmentStore(minio_client(where, settings.store_access_key, secret), where, settings.store_dir)
+
+
+def preload_store(settings: Settings) -> None:
+    """Load the S3 client now where the store URL names an object store: a worker does it before it forks
+    its pool, so its processes' first tasks do not pay the import (0.35 s of CPU each)."""
+    if settings.store_url and not isinstance(parse_store_url(settings.store_url), Path):
+        import worker.state.object_store  # noqa: F401
