@@ -20,7 +20,7 @@ from typing import BinaryIO, Protocol
 
 from worker.core.naming import validate_stream_id
 from worker.core.settings import Settings
-from worker.core.store_url import parse_store_url
+from worker.core.store_url import ObjectLocation, parse_store_url
 
 _EXPIRES = ".expires_at"
 _PART_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -135,11 +135,16 @@ class LocalSegmentStore:
         return removed
 
 
+def store_location(settings: Settings) -> Path | ObjectLocation:
+    """Where the segments live: the directory or the object store ``LIVEDUB_STORE_URL`` names, else the
+    local directory ``LIVEDUB_STORE_DIR``. Pure."""
+    return parse_store_url(settings.store_url) if settings.store_url else settings.store_dir
+
+
 def make_store(settings: Settings) -> SegmentStore:
-    """The store ``LIVEDUB_STORE_URL`` names; the local directory ``LIVEDUB_STORE_DIR`` without one.
-    With an object store, ``LIVEDUB_STORE_DIR`` is this host's scratch for work files. The S3 client
-    (minio) loads only where a URL names an object store."""
-    where = parse_store_url(settings.store_url) if settings.store_url else settings.store_dir
+    """The store :func:`store_location` names. With an object store, ``LIVEDUB_STORE_DIR`` is this host's
+    scratch for work files. The S3 client (minio) loads only where the store is an object store."""
+    where = store_location(settings)
     if isinstance(where, Path):
         return LocalSegmentStore(where)
     from worker.state.object_store import ObjectSegmentStore, minio_client
@@ -149,7 +154,7 @@ def make_store(settings: Settings) -> SegmentStore:
 
 
 def preload_store(settings: Settings) -> None:
-    """Load the S3 client now where the store URL names an object store: a worker does it before it forks
-    its pool, so its processes' first tasks do not pay the import (0.35 s of CPU each)."""
-    if settings.store_url and not isinstance(parse_store_url(settings.store_url), Path):
+    """Load the S3 client now where the store is an object store: a worker does it before it forks its
+    pool, so its processes' first tasks do not pay the import (0.35 s of CPU each)."""
+    if not isinstance(store_location(settings), Path):
         import worker.state.object_store  # noqa: F401
