@@ -76,6 +76,8 @@ class StsPool:
             client = self.clients.get(work.stream_id)
             if client is not None and client.connected:
                 return client
+            if client is not None:  # the service dropped it: release its transport before a new one
+                client.close()
             try:
                 client = self.breaker.call(self._connect, max(min(timeout_s, 5.0), 0.2))
             except pybreaker.CircuitBreakerError as exc:

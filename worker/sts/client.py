@@ -1,13 +1,21 @@
-"""A synchronous STS client (python-socketio ``Client``), as the STS-dispatch stage uses it.
+"""A blocking STS client, as the STS-dispatch stage uses it, on python-socketio's ``AsyncClient``.
 
 One connection carries any number of streams; results are matched to fragments by ``fragment_id``.
+
+The socket runs on one event-loop thread per process (:class:`SocketLoop`); callers block on its
+futures. Not the synchronous ``socketio.Client``: that one handles each incoming Engine.IO message on a
+thread of its own, so a binary event's header and its attachment can be handled out of order
+("Unexpected binary attachment"), and that answer is lost. The asyncio client handles them in order.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Coroutine
 from typing import Any
 
 from worker.sts.protocol import (
@@ -30,20 +38,54 @@ class StsError(RuntimeError):
 
 
 def preload() -> None:
-    """Load python-socketio now: a worker that will make clients does it before it forks its pool."""
+    """Load python-socketio's asyncio client now: a worker that will make clients does it before it
+    forks its pool. Only the import: the loop thread starts in the process that uses it."""
+    import aiohttp  # noqa: F401  (the asyncio client's websocket transport)
     import socketio  # noqa: F401
+
+
+class SocketLoop:
+    """An asyncio loop on a daemon thread, where this process's Socket.IO clients run."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="sts-socket-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout_s: float) -> Any:
+        """Run ``coro`` on the loop; its result, or its exception; TimeoutError after ``timeout_s``."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+
+_LOOP: tuple[int, SocketLoop] | None = None
+_LOOP_LOCK = threading.Lock()
+
+
+def socket_loop() -> SocketLoop:
+    """This process's loop, started on first use (a forked child starts its own: threads do not fork)."""
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None or _LOOP[0] != os.getpid():
+            _LOOP = (os.getpid(), SocketLoop())
+        return _LOOP[1]
 
 
 class StsClient:
     def __init__(self, url: str, token: str | None = None, namespace: str = DEFAULT_NAMESPACE,
-                 connect_timeout_s: float = 5.0) -> None:
+                 connect_timeout_s: float = 5.0, loop: SocketLoop | None = None) -> None:
         self.url = url
         self.token = token
         self.ns = namespace
         self.connect_timeout_s = connect_timeout_s
         import socketio  # here, not at import: only the STS-dispatch pool's processes load it (0.4 s of CPU)
 
-        self.sio = socketio.Client(reconnection=False)
+        self.io = loop or socket_loop()
+        self.sio = socketio.AsyncClient(reconnection=False)
         self.cond = threading.Condition()
         self.ready: dict[str, StreamReady] = {}
         self.processed: dict[str, FragmentProcessed] = {}
@@ -66,27 +108,33 @@ class StsClient:
         import socketio
 
         try:
-            self.sio.connect(self.url, auth={"token": self.token} if self.token else None, namespaces=[self.ns],
-                             transports=["websocket"], wait_timeout=self.connect_timeout_s)
-        except socketio.exceptions.ConnectionError as exc:
-            text = str(exc)
-            if self.refusal is not None and "unauthorized" in self.refusal.lower():
-                raise StsError("UNAUTHORIZED", f"the STS service refused the connection: {self.refusal}") from exc
-            if self.refusal is not None or "namespace" in text.lower():
-                raise StsError("NAMESPACE_MISMATCH", f"the STS service at {self.url} does not serve namespace "
-                               f"{self.ns!r} (livedub serves '/' unless --namespace says otherwise): {text}",
-                               retryable=False) from exc
-            raise StsError("UNREACHABLE", f"cannot connect to the STS service at {self.url}: {text}",
-                           retryable=True) from exc
+            self.io.run(self.sio.connect(self.url, auth={"token": self.token} if self.token else None,
+                                         namespaces=[self.ns], transports=["websocket"],
+                                         wait_timeout=self.connect_timeout_s), self.connect_timeout_s + 5.0)
+        except (socketio.exceptions.ConnectionError, TimeoutError) as exc:
+            self.close()  # releases the transport's HTTP session
+            raise self._refusal(str(exc) or "no answer in time") from exc
         return self
+
+    def _refusal(self, text: str) -> StsError:
+        """Why a connect failed. The server answered and refused a namespace (``connect_error`` from it:
+        a bad token or a namespace it does not serve), or it was not reached at all (retryable)."""
+        if "namespaces failed to connect" not in text:
+            return StsError("UNREACHABLE", f"cannot connect to the STS service at {self.url}: {text}",
+                            retryable=True)
+        if self.refusal is not None and "unauthorized" in self.refusal.lower():
+            return StsError("UNAUTHORIZED", f"the STS service refused the connection: {self.refusal}")
+        return StsError("NAMESPACE_MISMATCH", f"the STS service at {self.url} does not serve namespace "
+                        f"{self.ns!r} (livedub serves '/' unless --namespace says otherwise): "
+                        f"{self.refusal or text}")
 
     @property
     def connected(self) -> bool:
         return bool(self.sio.connected)
 
     def close(self) -> None:
-        if self.sio.connected:
-            self.sio.disconnect()
+        """Disconnect if connected, and release the transport either way (safe to call twice)."""
+        self.io.run(self.sio.disconnect(), 5.0)
 
     def __enter__(self) -> StsClient:
         return self.connect()
@@ -94,7 +142,7 @@ class StsClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    # handlers (socket thread) ----------------------------------------------
+    # handlers (the loop's thread; each returns at once) ----------------------------------------------
     def _store(self, table: dict[str, Any], key: str, value: Any) -> None:
         with self.cond:
             table[key] = value
@@ -154,7 +202,7 @@ class StsClient:
     def init_stream(self, init: StreamInit, timeout_s: float = 5.0) -> StreamReady:
         n_errors = len(self.errors)
         self.ready.pop(init.stream_id, None)
-        self.sio.emit("stream:init", init.to_wire(), namespace=self.ns)
+        self.emit("stream:init", init.to_wire())
 
         def answer() -> StreamReady | ErrorEvent | None:
             if init.stream_id in self.ready:
@@ -174,7 +222,7 @@ class StsClient:
         payload = frag.model_dump(mode="python", exclude_none=True)
         with self.cond:
             self.inflight[frag.stream_id].add(frag.fragment_id)
-        self.sio.emit("fragment:data", payload, namespace=self.ns)
+        self.emit("fragment:data", payload)
 
     def wait_processed(self, fragment_id: str, timeout_s: float) -> FragmentProcessed:
         """The fragment's result; StsError if the server refused it; TimeoutError at the deadline."""
@@ -198,10 +246,15 @@ class StsClient:
             events, self.backpressure = self.backpressure, []
         return events
 
-    def emit(self, event: str, data: Any) -> None:
-        self.sio.emit(event, data, namespace=self.ns)
+    def emit(self, event: str, data: Any, timeout_s: float = 5.0) -> None:
+        """Queue an event on the socket (a binary event's packets go out together, in order)."""
+        self.io.run(self.sio.emit(event, data, namespace=self.ns), timeout_s)
+
+    def call(self, event: str, data: Any, timeout_s: float = 5.0) -> Any:
+        """Emit and wait for the server's acknowledgement; its data."""
+        return self.io.run(self.sio.call(event, data, namespace=self.ns, timeout=timeout_s), timeout_s + 1.0)
 
     def end_stream(self, stream_id: str, timeout_s: float = 30.0) -> StreamComplete:
-        self.sio.emit("stream:end", {"stream_id": stream_id}, namespace=self.ns)
+        self.emit("stream:end", {"stream_id": stream_id})
         result: StreamComplete = self._wait(lambda: self.complete.get(stream_id), timeout_s, "stream:complete")
         return result
