@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import redis
 
+from worker.core.liveness import input_done, stale_reason
 from worker.core.models import StreamRecord, StreamState
 from worker.core.naming import validate_stream_id
 from worker.core.segments import Segment
@@ -182,10 +183,8 @@ class StreamRegistry:
         self._r.delete(self.key(stream_id, kind))
 
     def reconcile(self, start_timeout_s: float, only: str | None = None) -> list[str]:
-        """Fail active streams (or just ``only``) whose job stopped heartbeating. Returns the ids it failed.
-
-        Until the input has ended (``segments_final`` unset) the ingest job must hold its lease; after
-        that, the publisher must (it ends the stream once the last piece is out)."""
+        """Fail active streams (or just ``only``) whose job stopped heartbeating (``liveness.stale_reason``).
+        Returns the ids it failed."""
         failed = []
         now = self.clock()
         ids = [only] if only is not None else [_s(raw) for raw in self._r.zrange(self.index_key, 0, -1)]
@@ -202,26 +201,9 @@ class StreamRegistry:
     def _stale(self, sid: str, fields: dict[str, str], now: float, start_timeout_s: float) -> str | None:
         if not StreamState(fields["state"]).active:
             return None
-        input_done = "segments_final" in fields
-        who, kind, beat_field = ("publisher", Lease.PUBLISHER, "publisher_heartbeat_at") if input_done \
-            else ("ingest job", Lease.INGEST, "heartbeat_at")
-        if self._r.exists(self.key(sid, kind)):
-            return None
-        if not input_done and self._r.exists(self.key(sid, Lease.PUBLISHER)):
-            return None  # the publisher watches the ingest job and runs it again
-        handover = fields.get("handover_at")
-        if handover and not input_done:  # its worker shut down and queued the job again: wait for a taker
-            if now - float(handover) > start_timeout_s:
-                return (f"no ingest worker took the stream over within {start_timeout_s:.0f}s of its worker "
-                        "shutting down")
-            return None
-        beat = fields.get(beat_field)
-        if beat:
-            return f"heartbeat lost: the {who} stopped {now - float(beat):.1f}s ago (worker died?)"
-        since = float(fields.get("ended_input_at") or fields["created_at"])
-        if now - since > start_timeout_s:
-            return f"no {'publish' if input_done else 'ingest'} worker started within {start_timeout_s:.0f}s"
-        return None
+        owner = Lease.PUBLISHER if input_done(fields) else Lease.INGEST
+        return stale_reason(fields, now, start_timeout_s, owner_lease=bool(self._r.exists(self.key(sid, owner))),
+                            publisher_lease=bool(self._r.exists(self.key(sid, Lease.PUBLISHER))))
 
     # segments -------------------------------------------------------------
     def add_segment(self, stream_id: str, seg: Segment, size_bytes: int) -> None:
