@@ -199,11 +199,14 @@ class StreamRegistry:
         return failed
 
     def _stale(self, sid: str, fields: dict[str, str], now: float, start_timeout_s: float) -> str | None:
-        if not StreamState(fields["state"]).active:
+        if not StreamState(fields["state"]).active:  # most of the index: no lease lookups for them
             return None
-        owner = Lease.PUBLISHER if input_done(fields) else Lease.INGEST
-        return stale_reason(fields, now, start_timeout_s, owner_lease=bool(self._r.exists(self.key(sid, owner))),
-                            publisher_lease=bool(self._r.exists(self.key(sid, Lease.PUBLISHER))))
+        pipe = self._r.pipeline(transaction=False)
+        pipe.exists(self.key(sid, Lease.INGEST))
+        pipe.exists(self.key(sid, Lease.PUBLISHER))
+        ingest, publisher = (bool(n) for n in pipe.execute())
+        return stale_reason(fields, now, start_timeout_s, owner_lease=publisher if input_done(fields) else ingest,
+                            publisher_lease=publisher)
 
     # segments -------------------------------------------------------------
     def add_segment(self, stream_id: str, seg: Segment, size_bytes: int) -> None:
