@@ -6,9 +6,11 @@ with 0.4 s pauses). Each goes through ``livedub up --engine offline`` with ``liv
 ``segmentation=speech`` and once with ``segmentation=fixed``.
 
 Figures: unit boundaries inside speech (a boundary not in a pause of the clean input), WER of the joined
-transcripts against the script, chrF (sacrebleu) of the joined translations against Apertium on the
-script's whole sentences, glass-to-glass p50/p95, fallbacks per minute, the dub's start lag after its
-unit's start, stretch ratios, the output's A/V offsets, and the STS service's Whisper decodes by kind.
+transcripts against the script (after Whisper's English normalizer, as Whisper's own figures are; and
+``wer_plain``, lower case without punctuation only, as this bench reported before), chrF (sacrebleu) of
+the joined translations against Apertium on the script's whole sentences, glass-to-glass p50/p95,
+fallbacks per minute, the dub's start lag after its unit's start, stretch ratios, the output's A/V
+offsets, and the STS service's Whisper decodes by kind (``wide``: with a beam over 1).
 
     python -m bench.speech [--latency 6] [--corpus news|librivox|both] [--json out.json]
 """
@@ -27,7 +29,7 @@ import redis
 import requests
 import sacrebleu
 
-from bench.support.wer import wer
+from bench.support.wer import wer, whisper_normalize
 from worker.cli.dub import run_dub
 from worker.core.stats import percentile
 from worker.devstack.stack import LocalStack, StackConfig
@@ -158,7 +160,8 @@ def figures(reg: StreamRegistry, sid: str, rep: Any, script: list[str], referenc
     return {
         "units": len(items), "boundaries": len(bounds),
         "boundaries_inside_speech": round(sum(inside_speech(b, gaps) for b in bounds) / max(len(bounds), 1), 3),
-        "wer": round(wer(" ".join(script), transcripts), 3),
+        "wer": round(wer(" ".join(script), transcripts, whisper_normalize), 3),
+        "wer_plain": round(wer(" ".join(script), transcripts), 3),
         "chrf": round(sacrebleu.corpus_chrf([translations], [[reference]]).score / 100, 3),
         "glass_to_glass_p50_s": rep.latency_s.p50, "glass_to_glass_p95_s": rep.latency_s.p95,
         "fallbacks_per_minute": round(len(fallbacks) / minutes, 2),

@@ -33,7 +33,7 @@ def test_offline_engine_dubs_real_speech(tmp_path):
         wait_until(loaded, 60, 0.2, "the Whisper model to load")
         health = requests.get(f"{url}/health", timeout=5).json()
         assert health["engine"] == "offline" and "eng-spa" in health["models"]["mt"]["modes"]
-        assert health["models"]["asr"]["beam_size"] == 1  # greedy unless --beam-size says otherwise
+        assert health["models"]["asr"]["beam_size"] == 5  # used when a fragment has the time for it
         with StsClient(url, token="sts-test-token-0123") as c:
             c.init_stream(StreamInit(stream_id="off"))
             c.send_fragment(FragmentData(fragment_id="o0", stream_id="off", sequence_number=0, audio=AudioIn(
@@ -48,8 +48,8 @@ def test_offline_engine_dubs_real_speech(tmp_path):
                 data_base64=base64.b64encode(aac.read_bytes()).decode())))
             v1 = c.wait_processed("o1", 60)
             decodes = requests.get(f"{url}/health", timeout=5).json()["models"]["asr"]["decodes"]
-    # both decoded on a window sized to the speech (about 5 s), not on Whisper's 30 s
-    assert decodes == {"windowed": 2, "timestamped": 0, "full": 0, "silent": 0}, decodes
+    # both decoded on a window sized to the speech (about 5 s), not on Whisper's 30 s, with the beam (no hurry)
+    assert decodes == {"windowed": 2, "timestamped": 0, "full": 0, "silent": 0, "wide": 2}, decodes
     assert v1.status == "success" and wer(SPOKEN, v1.transcript) <= 0.2, (v1.error, v1.transcript)
     assert v1.dubbed_audio.format == "m4a" and v1.dubbed_audio.raw()[4:8] == b"ftyp"  # answered in MP4
     assert v1.dubbed_audio.data_base64  # and as base64, as it came
@@ -146,6 +146,26 @@ def test_the_offline_engine_is_warm_when_it_says_ready():
                                      duration_ms=wav_duration_ms(wav), data=wav), wav, StreamConfig())
         assert res.status == "success" and res.translated_text
         assert pipe.starts == starts  # the unit used the pipeline the warm-up started
-        assert engine.asr.counts == AsrCounts(windowed=1)
+        assert engine.asr.counts == AsrCounts(windowed=1, wide=1)
     finally:
         engine.translator.close()
+
+
+def test_the_wide_beam_is_used_only_when_the_client_waits_long_enough(tmp_path):
+    """The default beam (5): a fragment whose client waits long (``metadata.budget_ms``) is decoded with the
+    beam; one whose client waits less than the engine's recent chains would take with it, greedily, so
+    that its answer still comes in time."""
+    wav = tmp_path / "speech.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), SPOKEN], check=True, timeout=30)
+    raw = wav.read_bytes()
+    audio = AudioIn(format="wav", sample_rate_hz=22050, channels=1, duration_ms=wav_duration_ms(raw), data=raw)
+    with sts_server("--engine", "offline") as url, StsClient(url, token="sts-test-token-0123") as c:
+        c.init_stream(StreamInit(stream_id="beam"))
+        counts = []
+        for seq, budget_ms in enumerate((20_000, 150)):
+            c.send_fragment(FragmentData(fragment_id=f"b{seq}", stream_id="beam", sequence_number=seq,
+                                         audio=audio, metadata={"budget_ms": budget_ms}))
+            res = c.wait_processed(f"b{seq}", 60)
+            assert res.status == "success" and wer(SPOKEN, res.transcript) <= 0.2, (res.error, res.transcript)
+            counts.append(requests.get(f"{url}/health", timeout=5).json()["models"]["asr"]["decodes"]["wide"])
+    assert counts == [1, 1], counts  # the first with the beam; the second (150 ms left) greedy

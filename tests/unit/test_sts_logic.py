@@ -175,10 +175,11 @@ def test_the_whisper_beam_is_one_or_more():
     from worker.cli.main import main
     from worker.sts.engines import OfflineEngine, make_engine
 
-    assert make_engine("offline").beam_size == 1 and make_engine("offline", beam_size=5).beam_size == 5
-    # unset, the beam and compute type follow the device: greedy int8 on the CPU, beam 5 float16 on a GPU
+    assert make_engine("offline").beam_size == 5 and make_engine("offline", beam_size=1).beam_size == 1
+    # unset, the compute type follows the device (int8 on the CPU, float16 on a GPU); the beam is 5 on both,
+    # used when a fragment has the time for it (tests/unit/test_beam.py)
     cpu, gpu = make_engine("offline", device="cpu"), make_engine("offline", device="cuda")
-    assert (cpu.beam_size, cpu.compute_type, gpu.beam_size, gpu.compute_type) == (1, "int8", 5, "float16")
+    assert (cpu.beam_size, cpu.compute_type, gpu.beam_size, gpu.compute_type) == (5, "int8", 5, "float16")
     assert make_engine("offline", device="cuda:1", beam_size=1, compute_type="int8").beam_size == 1
     with pytest.raises(ValueError, match="beam_size"):
         OfflineEngine(beam_size=0)

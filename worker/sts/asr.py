@@ -74,6 +74,7 @@ class AsrCounts:
     timestamped: int = 0  # decoded again on that window with timestamps (the first decode looped)
     full: int = 0  # decoded on the full window (long audio, or a windowed decode that looped)
     silent: int = 0  # no speech found
+    wide: int = 0  # of those with speech, decoded with a beam over 1 (worker/sts/beam.py)
 
 
 class UnitAsr:
@@ -88,8 +89,8 @@ class UnitAsr:
         with self._lock:
             setattr(self.counts, field, getattr(self.counts, field) + 1)
 
-    def transcribe(self, pcm: Any, language: str, prompt: str | None = None) -> str:
-        """``pcm``: mono float32 16 kHz samples (numpy)."""
+    def transcribe(self, pcm: Any, language: str, prompt: str | None = None, beam_size: int | None = None) -> str:
+        """``pcm``: mono float32 16 kHz samples (numpy); ``beam_size``: this decode's, else the configured."""
         import numpy as np
         from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 
@@ -98,21 +99,25 @@ class UnitAsr:
         if speech.size == 0:
             self._count("silent")
             return ""
+        beam = beam_size or self.beam_size
+        if beam > 1:
+            self._count("wide")
         if window_frames(speech.size) < FULL_FRAMES:
             # A plain decode that loops is done again with timestamps on the same window, which ends the text
             # where the speech ends (0.3 s for 6 s of speech on two cores; the full window took 1-1.5 s).
             for timestamps in (False, True):
-                text = self._windowed(speech, language, prompt, timestamps)
+                text = self._windowed(speech, language, prompt, beam, timestamps)
                 if text is not None:
                     self._count(("timestamped" if timestamps else "windowed") if text else "silent")
                     return text
         self._count("full")
-        segments, _ = self.model.transcribe(speech, language=language, beam_size=self.beam_size, vad_filter=False,
+        segments, _ = self.model.transcribe(speech, language=language, beam_size=beam, vad_filter=False,
                                             temperature=0.0, condition_on_previous_text=False,
                                             initial_prompt=prompt or None)
         return " ".join(s.text.strip() for s in segments).strip()
 
-    def _windowed(self, speech: Any, language: str, prompt: str | None, timestamps: bool = False) -> str | None:
+    def _windowed(self, speech: Any, language: str, prompt: str | None, beam: int,
+                  timestamps: bool = False) -> str | None:
         """The decode on a window sized to ``speech``; None when it looks looped. With ``timestamps``, the
         text of segments that start after the speech is dropped."""
         import ctranslate2
@@ -133,7 +138,7 @@ class UnitAsr:
         # five tokens; with fourteen, 22 gave nine): room for twice the limit lets a looping decode reach it.
         result = model.model.generate(
             ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32)),
-            [prompt_ids], beam_size=self.beam_size, return_scores=True,
+            [prompt_ids], beam_size=beam, return_scores=True,
             max_length=min(len(prompt_ids) + room + 1, model.max_length), return_no_speech_prob=True,
             suppress_blank=True, suppress_tokens=[-1], max_initial_timestamp_index=MAX_INITIAL_TIMESTAMP)[0]
         decoded = result.sequences_ids[0]

@@ -21,6 +21,7 @@ from worker.sts import languages
 from worker.sts.apertium import Translator
 from worker.sts.asr import AsrCounts, UnitAsr
 from worker.sts.audio import AudioError, to_pcm_f32
+from worker.sts.beam import BeamChooser, Room
 from worker.sts.context import SpeechContext, joined, strip_prefix
 from worker.sts.protocol import AudioIn, StageTimings, StreamConfig
 
@@ -46,7 +47,8 @@ class Engine(Protocol):
     def health(self) -> dict[str, Any]: ...
     def check(self, cfg: StreamConfig) -> languages.ConfigProblem | None: ...
     def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0,
-                sequence: int = 0, context: SpeechContext | None = None) -> DubResult: ...
+                sequence: int = 0, context: SpeechContext | None = None,
+                room: Room | None = None) -> DubResult: ...
 
 
 class EchoEngine:
@@ -75,7 +77,7 @@ class EchoEngine:
         return None  # it translates nothing: any language pair and voice (the seed's echo server agrees)
 
     def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0,
-                sequence: int = 0, context: SpeechContext | None = None) -> DubResult:
+                sequence: int = 0, context: SpeechContext | None = None, room: Room | None = None) -> DubResult:
         wait = (delay_ms + self.delays.get(sequence, 0)) / 1000 + self.delay_factor * audio.duration_ms / 1000
         if wait > 0:
             time.sleep(wait)
@@ -87,12 +89,11 @@ class EchoEngine:
         )
 
 
-def default_beam_size(device: str) -> int:
-    """Whisper's beam when none is set: 5 on a GPU, 1 (greedy) on the CPU. Pure.
-
-    On one H100 (``bench.asr``, tiny.en, float16) a beam of 5 took 42 ms a unit p50 against 34 greedy and
-    heard the news script with WER 0.083 against 0.154; two CPU cores keep up with greedy only."""
-    return 5 if device.startswith("cuda") else 1
+DEFAULT_BEAM = 5
+"""Whisper's beam when none is set, on any device; a fragment is decoded with it only when the engine has
+the time (worker/sts/beam.py), else greedily. On one H100 (``bench.asr``, tiny.en, float16) a beam of 5
+took 42 ms a unit p50 against 34 greedy and heard the news script with WER 0.083 against 0.154; on two CPU
+cores, 272 ms against 217 and 0.077 against 0.192."""
 
 
 def default_compute_type(device: str) -> str:
@@ -110,7 +111,7 @@ class OfflineEngine:
                  cpu_threads: int | None = None, beam_size: int | None = None,
                  translator: Translator | None = None) -> None:
         compute_type = compute_type or default_compute_type(device)
-        beam_size = default_beam_size(device) if beam_size is None else beam_size
+        beam_size = DEFAULT_BEAM if beam_size is None else beam_size
         if beam_size < 1:
             raise ValueError(f"beam_size must be 1 or more, not {beam_size}")
         self.model_dir = model_dir
@@ -120,6 +121,7 @@ class OfflineEngine:
         self.cpu_threads = cpu_threads or (os.cpu_count() or 2)
         self.model: Any = None
         self.asr = UnitAsr(None, beam_size)  # its model once loaded
+        self.beams = BeamChooser(beam_size)  # the configured beam when a fragment has the time for it
         # Apertium's pipelines stay up between units (null-flush mode): starting one per unit cost
         # 180 ms idle, up to 450 ms on two busy cores.
         self.translator = translator or Translator()
@@ -193,17 +195,22 @@ class OfflineEngine:
                                       languages.installed_modes())
 
     def process(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, delay_ms: float = 0,
-                sequence: int = 0, context: SpeechContext | None = None) -> DubResult:
-        import numpy as np
-
+                sequence: int = 0, context: SpeechContext | None = None, room: Room | None = None) -> DubResult:
         if self.model is None:
             self.load()
+        with self.beams.chain(room) as beam:
+            return self._dub(audio, raw, cfg, context, beam)
+
+    def _dub(self, audio: AudioIn, raw: bytes, cfg: StreamConfig, context: SpeechContext | None,
+             beam: int) -> DubResult:
+        import numpy as np
+
         t0 = time.perf_counter()
         pcm = np.frombuffer(to_pcm_f32(audio, raw), dtype=np.float32)
         # One decode (temperature 0): faster-whisper's fallback re-decodes by sampling at higher
         # temperatures, up to five times: one 6 s fragment took 1.75 s instead of 0.5 s, and fixed mode
         # missed deadlines with it (bench.speech, news). The text was no better on these inputs.
-        transcript = self.asr.transcribe(pcm, cfg.source_language, context.prompt if context else None)
+        transcript = self.asr.transcribe(pcm, cfg.source_language, context.prompt if context else None, beam)
         t1 = time.perf_counter()
         translated = translate_in_context(transcript, context.sentence_start if context else "", cfg.source_language,
                                           cfg.target_language, self.translator.run) if transcript else ""

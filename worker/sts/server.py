@@ -286,14 +286,14 @@ class StsServer:
         while True:
             async with self.cond:
                 await self.cond.wait_for(self.queue.ready)
-                popped = self.queue.pop()
+                popped, waiting = self.queue.pop(), self.queue.size
             if popped is None:
                 continue
             key, work = popped
             session = self.sessions.get(key)  # type: ignore[call-overload]
             if session is None:
                 continue  # the client went away
-            result = await loop.run_in_executor(self.executor, process, self.engine, session, work)
+            result = await loop.run_in_executor(self.executor, process, self.engine, session, work, waiting)
             if self.sessions.get(key) is not session:  # type: ignore[call-overload]
                 continue
             self.stats[result.status] = self.stats.get(result.status, 0) + 1

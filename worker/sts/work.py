@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from worker.sts.audio import AudioError, to_m4a
+from worker.sts.beam import Room
 from worker.sts.context import SpeechContext
 from worker.sts.engines import Engine
 from worker.sts.protocol import ErrorInfo, FragmentData, FragmentProcessed, encode_audio
@@ -34,21 +35,24 @@ def wait_limit_ms(timeout_ms: int, metadata: dict[str, Any]) -> float:
     return float(timeout_ms)
 
 
-def process(engine: Engine, session: StreamSession, work: Work) -> FragmentProcessed:
+def process(engine: Engine, session: StreamSession, work: Work, waiting: int = 0) -> FragmentProcessed:
     """Run on an engine thread. A fragment that waited past its stream's timeout_ms is not worth
-    dubbing any more: it fails with TIMEOUT (retryable) instead."""
+    dubbing any more: it fails with TIMEOUT (retryable) instead. ``waiting``: the fragments queued behind
+    it (the engine decodes with its wide beam only when there are none and the client waits long enough)."""
     frag = work.fragment
     base: dict[str, Any] = {"fragment_id": frag.fragment_id, "stream_id": frag.stream_id,
                             "sequence_number": frag.sequence_number}
     started = time.monotonic()
     waited_ms = (started - work.accepted_at) * 1000
-    if waited_ms > wait_limit_ms(session.timeout_ms, frag.metadata):
+    limit_ms = wait_limit_ms(session.timeout_ms, frag.metadata)
+    if waited_ms > limit_ms:
         return FragmentProcessed(**base, status="failed", processing_time_ms=round(waited_ms), error=ErrorInfo(
             code="TIMEOUT", message=f"waited {waited_ms:.0f} ms in the queue, over timeout_ms", retryable=True))
     try:
         delay = float(frag.metadata.get("echo_delay_ms", 0) or 0)
         res = engine.process(frag.audio, work.raw, session.config, delay_ms=delay, sequence=frag.sequence_number,
-                             context=SpeechContext.from_metadata(frag.metadata))
+                             context=SpeechContext.from_metadata(frag.metadata),
+                             room=Room(remaining_ms=limit_ms - waited_ms, waiting=waiting))
         data, fmt, rate, channels = res.audio, res.format, res.sample_rate_hz, res.channels
         if frag.audio.format == "m4a" and fmt != "m4a":  # answer in the client's format (v1.0 reads MP4)
             data, fmt = to_m4a(data, fmt, rate, channels), "m4a"
