@@ -35,7 +35,7 @@ def decode_beam(configured: int, room: Room, recent_ms: list[float], running: in
     """The beam for one fragment: ``configured`` when nothing else waits or runs (``running`` counts
     this fragment) and the room left holds ``HEADROOM`` times the expected chain (``WIDE_COST`` times the
     slowest recent one; unknown before the first), else 1. Pure."""
-    if configured <= 1 or room.waiting > 0 or running > 1:
+    if room.waiting > 0 or running > 1:
         return 1
     if room.remaining_ms is not None and recent_ms and room.remaining_ms < HEADROOM * WIDE_COST * max(recent_ms):
         return 1

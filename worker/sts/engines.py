@@ -115,7 +115,6 @@ class OfflineEngine:
         if beam_size < 1:
             raise ValueError(f"beam_size must be 1 or more, not {beam_size}")
         self.model_dir = model_dir
-        self.beam_size = beam_size
         self.device = device
         self.compute_type = compute_type
         self.cpu_threads = cpu_threads or (os.cpu_count() or 2)
@@ -128,6 +127,10 @@ class OfflineEngine:
         self.state = "not loaded"
         self.error = ""
         self._lock = threading.Lock()
+
+    @property
+    def beam_size(self) -> int:
+        return self.beams.configured
 
     def _model_path(self) -> str:
         if self.model_dir:
