@@ -62,7 +62,7 @@ def asr_decodes(sts_url: str) -> dict[str, int]:
 
 
 def sox(*args: str) -> None:
-    subprocess.run(["sox", "-V1", *args], check=True, timeout=120)
+    subprocess.run(["sox", "-V1", "-R", *args], check=True, timeout=120)
 
 
 def news_audio(tmp: Path) -> tuple[Path, list[str]]:

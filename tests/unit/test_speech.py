@@ -5,6 +5,7 @@ import pytest
 
 from worker.core.placement import UnitSpan, piece_final, place_dub, window_end
 from worker.core.speech import CutKind, CutParams, UnitCutter, max_unit_s, quietest
+from worker.core.units import Unit, goes_on
 from worker.media.mix import PlacedDub, duck_gain, mix_piece
 
 P = CutParams(frame_s=0.1, min_pause_s=0.2, min_unit_s=1.0, max_unit_s=3.0, flush_pause_s=0.8, pad_s=0.1)
@@ -46,7 +47,7 @@ def test_silence_and_noise_make_no_unit():
 def test_speech_without_a_pause_is_cut_at_its_quietest_point_within_the_maximum():
     pattern = "s" * 70
     energies = [1.0] * 70
-    energies[22] = 0.2  # the quietest frame of the first 3 s
+    energies[21:24] = [0.3, 0.2, 0.3]  # the quietest stretch of the first 3 s
     units = run(pattern, energies)
     assert all(u.end - u.start <= 30 for u in units), [(u.start, u.end) for u in units]
     assert units[0].end == 22 and units[0].kind is CutKind.QUIET
@@ -55,8 +56,34 @@ def test_speech_without_a_pause_is_cut_at_its_quietest_point_within_the_maximum(
     assert units[-1].kind is CutKind.END and units[-1].end == 70
 
 
+def test_a_cut_at_the_maximum_as_a_pause_begins_leaves_no_unit_of_silence_and_ends_the_sentence():
+    units = run("s" * 29 + "." * 10 + "s" * 15 + "." * 10)
+    assert [(u.start, u.end, u.kind) for u in units] == [(0, 29, CutKind.QUIET), (38, 55, CutKind.PAUSE)]
+    first, second = (unit_at(u) for u in units)
+    assert not goes_on(first, second)  # the next speech began a sentence of its own
+
+
+def test_speech_that_resumes_right_after_the_cut_goes_on_in_the_next_unit():
+    units = run("s" * 29 + "." + "s" * 10 + "." * 10)
+    assert [(u.start, u.end, u.kind) for u in units] == [(0, 29, CutKind.QUIET), (29, 41, CutKind.PAUSE)]
+    first, second = (unit_at(u) for u in units)
+    assert goes_on(first, second) and not goes_on(None, second) and not goes_on(second, first)
+
+
+def unit_at(cut) -> Unit:
+    return Unit(sequence=0, start_s=cut.start * 0.1, end_s=cut.end * 0.1, cut=cut.kind)
+
+
 def test_quietest_prefers_the_latest_of_equals_past_the_minimum():
     assert quietest([0.0, 0.0, 1.0, 0.5, 0.5, 1.0], 2) == 4
+
+
+def test_quietest_cuts_in_a_gap_between_words_not_in_one_silent_frame_inside_a_word():
+    energies = [1.0] * 40
+    energies[25] = 0.0  # a stop consonant's closure: one silent frame, speech both sides
+    energies[31:34] = [0.15, 0.1, 0.15]  # a gap between two words: three quiet frames
+    assert quietest(energies, 10) == 32
+    assert quietest([1.0] * 10 + [0.05], 2) == 10  # the last frame is judged by the frames it has
 
 
 def test_max_unit_follows_the_latency():

@@ -21,15 +21,25 @@ def test_context_rides_in_metadata_and_reads_back():
 
 def test_the_sentence_a_unit_goes_on_with():
     assert SpeechContext("It rained. The city council.", True).sentence_start == "The city council"
-    assert SpeechContext("It rained. The city council", False).sentence_start == "The city council"
+    # closed in a pause: its sentence ended there, even where Whisper wrote no full stop
+    assert SpeechContext("It rained. The city council", False).sentence_start == ""
     assert SpeechContext("It rained. The council met.", False).sentence_start == ""
     assert SpeechContext("", True).sentence_start == ""
     assert SpeechContext("It rained. Unless to be rather...", False).sentence_start == "Unless to be rather"
 
 
 def test_the_prompt_is_the_end_of_what_was_said():
-    assert SpeechContext("x" * 500).prompt == "x" * 200
+    assert SpeechContext("x" * 500 + ".").prompt == "x" * 199 + "."
     assert SpeechContext("").prompt is None
+
+
+def test_the_prompt_ends_a_sentence_after_a_pause_and_goes_on_after_a_cut():
+    # Whisper follows its prompt's style: no full stop in the prompt, none (and no capital) in the text
+    assert SpeechContext("customers that way", False).prompt == "customers that way."
+    assert SpeechContext("The council met.", False).prompt == "The council met."
+    assert SpeechContext("The city council met this afternoon.", True).prompt == "The city council met this afternoon"
+    assert SpeechContext("Unless to be rather...", False).prompt == "Unless to be rather..."
+    assert SpeechContext(".", True).prompt is None
 
 
 def test_joined_continues_the_sentence():

@@ -88,7 +88,7 @@ class UnitWork(DubRequest):
     the transcript of the units before it (the ASR prompt) and the start of a sentence it ends."""
 
     context: str = ""
-    continues_sentence: bool = False  # the unit before was cut inside speech (no pause came)
+    continues_sentence: bool = False  # it goes on with the sentence of the unit before (units.goes_on)
 
     @property
     def fragment_id(self) -> str:

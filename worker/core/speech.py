@@ -2,7 +2,7 @@
 
 The detector gives one speech probability and one energy per 32 ms frame. A unit opens at speech and
 closes in a pause long enough (``min_pause_s``) once it is at least ``min_unit_s`` long; a unit that
-reaches ``max_unit_s`` without such a pause is cut at its quietest frame. A short unit followed by a long
+reaches ``max_unit_s`` without such a pause is cut at its quietest stretch. A short unit followed by a long
 silence (``flush_pause_s``) closes as it is. Silence and music never make a unit.
 """
 
@@ -57,6 +57,7 @@ class UnitCutter:
     start: int | None = None  # the open unit's first frame
     speaking: bool = False
     silence_from: int | None = None  # the current pause's first frame (inside an open unit)
+    speech_from: int | None = None  # the open unit's first frame of speech
     energies: list[float] = field(default_factory=list)  # the open unit's frames' energy
     # The longest a unit starting at a frame may be, in frames (where the video's keyframes fall makes it
     # differ from unit to unit); None: params.max_unit_s for every unit.
@@ -73,12 +74,15 @@ class UnitCutter:
             if self.start is None:
                 if speech:
                     self.start, self.silence_from, self.energies = max(0, i - p.frames(p.pad_s)), None, []
+                    self.speech_from = i
                     self.energies = [0.0] * (i - self.start)
                     self.energies.append(energy)
                 continue
             self.energies.append(energy)
             if speech:
                 self.silence_from = None
+                if self.speech_from is None:
+                    self.speech_from = i
             elif self.silence_from is None:
                 self.silence_from = i
             if (cut := self._close(i + 1)) is not None:
@@ -89,6 +93,14 @@ class UnitCutter:
         assert self.start is not None
         p = self.params
         length = (self.silence_from if self.silence_from is not None else now) - self.start
+        if self.speech_from is None:
+            # Opened at a cut that fell at the start of a pause (the speaker stopped just as the unit before
+            # reached its maximum): a pause long enough leaves nothing to dub, and the next speech opens a
+            # unit of its own, not one that goes on with the sentence before.
+            assert self.silence_from is not None
+            if now - self.silence_from >= p.frames(p.min_pause_s):
+                self.start, self.energies, self.silence_from = None, [], None
+            return None
         if self.silence_from is not None:
             pause = now - self.silence_from
             if (pause >= p.frames(p.min_pause_s) and length >= p.frames(p.min_unit_s)) \
@@ -98,7 +110,7 @@ class UnitCutter:
                 return None
         elif now - self.start < self._limit():
             return None
-        # At the maximum length with no pause: cut at the quietest frame of the second half.
+        # At the maximum length with no pause: cut at the quietest stretch of the second half.
         cut = quietest(self.energies, p.frames(p.min_unit_s))
         return self._emit(self.start + cut, self.start + cut, CutKind.QUIET, reopen=True)
 
@@ -115,8 +127,10 @@ class UnitCutter:
             self.start, self.energies = end, rest
             if self.silence_from is not None and self.silence_from < end:
                 self.silence_from = end
+            # its speech: from the cut, unless a pause that began at or before the cut still lasts
+            self.speech_from = None if self.silence_from == end else end
         else:
-            self.start, self.energies, self.silence_from = None, [], None
+            self.start, self.energies, self.silence_from, self.speech_from = None, [], None, None
         return unit
 
     def flush(self) -> CutUnit | None:
@@ -124,8 +138,11 @@ class UnitCutter:
         if self.start is None:
             return None
         end = self.silence_from if self.silence_from is not None else self.frame
+        if self.speech_from is None:  # opened at a cut, and nothing but the pause after it came
+            self.start, self.energies, self.silence_from = None, [], None
+            return None
         unit = CutUnit(self.start, max(end, self.start + 1), self.frame, CutKind.END)
-        self.start, self.energies, self.silence_from = None, [], None
+        self.start, self.energies, self.silence_from, self.speech_from = None, [], None, None
         return unit
 
     @property
@@ -133,14 +150,21 @@ class UnitCutter:
         return self.start
 
 
-def quietest(energies: list[float], min_len: int) -> int:
-    """The index of the quietest frame from ``min_len`` (or the second half) on; ties go to the latest,
-    so a cut leaves the longer unit before it. Pure."""
+def quietest(energies: list[float], min_len: int, span: int = 3) -> int:
+    """The index of the quietest frame from ``min_len`` (or the second half) on, by the mean energy of the
+    ``span`` frames around it (96 ms): a gap between words, not the one silent frame of a stop consonant's
+    closure inside a word. Ties go to the latest, so a cut leaves the longer unit before it. Pure."""
     lo = min(max(min_len, len(energies) // 2), max(len(energies) - 1, 0))
-    best = lo
+    side = span // 2
+
+    def level(i: int) -> float:
+        around = energies[max(0, i - side): i + side + 1]
+        return sum(around) / len(around)
+
+    best, best_level = lo, level(lo) if energies else 0.0
     for i in range(lo, len(energies)):
-        if energies[i] <= energies[best]:
-            best = i
+        if (here := level(i)) <= best_level:
+            best, best_level = i, here
     return max(best, 1)
 
 

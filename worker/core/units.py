@@ -66,3 +66,11 @@ class Unit(BaseModel):
         if self.status is SegmentStatus.FALLBACK and self.reason_code in (ReasonCode.LATE, ReasonCode.STS_TIMEOUT):
             return late_s
         return None
+
+
+def goes_on(before: Unit | None, unit: Unit) -> bool:
+    """``unit`` goes on with the sentence of the unit before it: that one was cut inside speech (at its
+    maximum, no pause came) and this one starts at the cut. One that starts later began after a pause (the
+    cut fell at a sentence's end). Pure."""
+    return before is not None and before.cut is CutKind.QUIET and abs(unit.start_s - before.end_s) < 1e-3
+

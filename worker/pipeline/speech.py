@@ -32,7 +32,7 @@ from worker.core.speech import (
     unit_budget_s,
 )
 from worker.core.timing import AUDIO_RATE, FRAME_BYTES, piece_deadline
-from worker.core.units import Unit
+from worker.core.units import Unit, goes_on
 from worker.media.commands import AUDIO_TRACK
 from worker.media.vad import CHUNK_BYTES, DECIMATE, FRAME, SpeechDetector
 from worker.pipeline.prepare import copy_samples
@@ -212,7 +212,7 @@ class SpeechTracker:
             stream_id=self.stream_id, job_id=self.job_id, sequence=seq, orig_key=key, start_s=unit.start_s,
             end_s=unit.end_s, audio_samples=b1 - b0, deadline_at=deadline, source_language=source,
             target_language=target, voice_profile=voice, context=(before.transcript or "") if before else "",
-            continues_sentence=before is not None and before.cut is CutKind.QUIET))
+            continues_sentence=goes_on(before, unit)))
         log.info("%s: unit %d [%.2f, %.2f] (%s)", self.stream_id, seq, t0, t1, cut.kind.value)
 
     # the seal ----------------------------------------------------------------

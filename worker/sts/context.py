@@ -21,7 +21,7 @@ _WORD = re.compile(r"[^\w]+", re.UNICODE)
 @dataclass(frozen=True)
 class SpeechContext:
     previous_transcript: str = ""
-    continues_sentence: bool = False  # the unit before was cut inside speech
+    continues_sentence: bool = False  # the unit before was cut inside speech, and this one starts at the cut
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any]) -> SpeechContext | None:
@@ -35,23 +35,30 @@ class SpeechContext:
 
     @property
     def prompt(self) -> str | None:
-        """The ASR prompt: the end of what was said before. Pure."""
-        return self.previous_transcript[-PROMPT_CHARS:].strip() or None
+        """The ASR prompt: the end of what was said before, its last sentence mark set by how the unit
+        before closed. Whisper writes in its prompt's style: after a prompt that ends without a full stop it
+        goes on in lower case without punctuation, unit after unit (measured: from one unit cut inside
+        speech to the end of the bench's script). So a unit that closed in a pause ends its prompt with a full
+        stop, and a unit cut inside speech has the full stop Whisper put at the cut taken off (the sentence
+        goes on; with it, Whisper began the next unit with a word that was not said). Pure."""
+        text = self.previous_transcript[-PROMPT_CHARS:].strip()
+        if not text or text.endswith(("...", "…")):
+            return text or None
+        if self.continues_sentence:
+            return _END.sub("", text).strip() or None
+        return text if _END.search(text) else f"{text}."
 
     @property
     def sentence_start(self) -> str:
-        """The beginning of the sentence this unit goes on with ("" when the last one was finished). Pure."""
+        """The beginning of the sentence this unit goes on with: "" when the unit before closed in a pause
+        (its sentence ended there, as the ASR prompt has it), unless the ASR marked it as going on
+        ("..."). Pure."""
         text = self.previous_transcript.strip()
-        if not text:
-            return ""
         if text.endswith(("...", "…")):  # the ASR's own mark of a sentence that goes on
-            text, continues = text.rstrip(".… "), True
-        else:
-            continues = self.continues_sentence
-        if continues:
-            text = _END.sub("", text)  # the ASR put a full stop where the unit was cut
-        elif _END.search(text):
+            text = text.rstrip(".… ")
+        elif not self.continues_sentence:
             return ""
+        text = _END.sub("", text)  # the ASR put a full stop where the unit was cut
         return re.split(r"(?<=[.!?…])\s+", text)[-1].strip()
 
 
