@@ -73,4 +73,3 @@ def goes_on(before: Unit | None, unit: Unit) -> bool:
     maximum, no pause came) and this one starts at the cut. One that starts later began after a pause (the
     cut fell at a sentence's end). Pure."""
     return before is not None and before.cut is CutKind.QUIET and abs(unit.start_s - before.end_s) < 1e-3
-
