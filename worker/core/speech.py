@@ -92,15 +92,15 @@ class UnitCutter:
     def _close(self, now: int) -> CutUnit | None:
         assert self.start is not None
         p = self.params
-        length = (self.silence_from if self.silence_from is not None else now) - self.start
         if self.speech_from is None:
             # Opened at a cut that fell at the start of a pause (the speaker stopped just as the unit before
             # reached its maximum): a pause long enough leaves nothing to dub, and the next speech opens a
             # unit of its own, not one that goes on with the sentence before.
             assert self.silence_from is not None
             if now - self.silence_from >= p.frames(p.min_pause_s):
-                self.start, self.energies, self.silence_from = None, [], None
+                self._reset()
             return None
+        length = (self.silence_from if self.silence_from is not None else now) - self.start
         if self.silence_from is not None:
             pause = now - self.silence_from
             if (pause >= p.frames(p.min_pause_s) and length >= p.frames(p.min_unit_s)) \
@@ -130,8 +130,12 @@ class UnitCutter:
             # its speech: from the cut, unless a pause that began at or before the cut still lasts
             self.speech_from = None if self.silence_from == end else end
         else:
-            self.start, self.energies, self.silence_from, self.speech_from = None, [], None, None
+            self._reset()
         return unit
+
+    def _reset(self) -> None:
+        """No unit open."""
+        self.start, self.energies, self.silence_from, self.speech_from = None, [], None, None
 
     def flush(self) -> CutUnit | None:
         """The input ended: the open unit closes where the speech ended."""
@@ -139,10 +143,10 @@ class UnitCutter:
             return None
         end = self.silence_from if self.silence_from is not None else self.frame
         if self.speech_from is None:  # opened at a cut, and nothing but the pause after it came
-            self.start, self.energies, self.silence_from = None, [], None
+            self._reset()
             return None
         unit = CutUnit(self.start, max(end, self.start + 1), self.frame, CutKind.END)
-        self.start, self.energies, self.silence_from, self.speech_from = None, [], None, None
+        self._reset()
         return unit
 
     @property

@@ -16,6 +16,7 @@ from typing import Any
 PROMPT_CHARS = 200
 _END = re.compile(r"[.!?…]+[\"')\]]*\s*$")
 _WORD = re.compile(r"[^\w]+", re.UNICODE)
+_GOES_ON = ("...", "…")  # the ASR's own mark of a sentence that goes on
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class SpeechContext:
         stop, and a unit cut inside speech has the full stop Whisper put at the cut taken off (the sentence
         goes on; with it, Whisper began the next unit with a word that was not said). Pure."""
         text = self.previous_transcript[-PROMPT_CHARS:].strip()
-        if not text or text.endswith(("...", "…")):
+        if not text or text.endswith(_GOES_ON):
             return text or None
         if self.continues_sentence:
             return _END.sub("", text).strip() or None
@@ -54,7 +55,7 @@ class SpeechContext:
         (its sentence ended there, as the ASR prompt has it), unless the ASR marked it as going on
         ("..."). Pure."""
         text = self.previous_transcript.strip()
-        if text.endswith(("...", "…")):  # the ASR's own mark of a sentence that goes on
+        if text.endswith(_GOES_ON):
             text = text.rstrip(".… ")
         elif not self.continues_sentence:
             return ""
