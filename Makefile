@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 APT_PKGS := redis-server nginx libnginx-mod-rtmp ffmpeg espeak-ng sox apertium apertium-eng-spa curl chromium chromium-driver docker-compose iproute2 util-linux
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+TEST_JOBS ?= 2
+RERUN_MAX ?= 6
 
 .PHONY: setup system venv test unit lint demo bench clean lock
 
@@ -32,8 +34,20 @@ lint: venv
 	$(VENV)/bin/mypy api tasks worker bench
 	$(VENV)/bin/lint-imports
 
+# Most tests spend their time waiting on streams played in real time: they run TEST_JOBS at a time, a file
+# per worker (its stack is shared). Two streams at once on 2 cores can make a piece miss its deadline, so
+# a few (at most RERUN_MAX) that fail beside another run again alone, and count as they do alone. Those
+# marked `solo` assert "no fallback" under a real-time load and only run alone. Every pass reports; exit
+# 5 is "this selection has no test".
 test: setup lint
-	$(PY) -m pytest -ra --durations=25 $(PYTEST_ARGS)
+	@$(PY) -m pytest -ra --durations=25 -n $(TEST_JOBS) --dist loadfile --cache-clear -m "not solo" $(PYTEST_ARGS); \
+	a=$$?; n=$$($(PY) -c 'import json; print(len(json.load(open(".pytest_cache/v/cache/lastfailed"))))' 2>/dev/null || echo 0); \
+	if [ "$$a" = 1 ] && [ "$$n" -le $(RERUN_MAX) ]; then \
+	  echo "make test: the $$n test(s) that failed above, beside another, run again alone"; \
+	  $(PY) -m pytest -ra --lf --lfnf=none -m "not solo" $(PYTEST_ARGS); a=$$?; fi; \
+	$(PY) -m pytest -ra --durations=10 -p no:cacheprovider -m solo $(PYTEST_ARGS); b=$$?; \
+	echo "make test: shared passes exit $$a, solo pass exit $$b"; \
+	case "$$a$$b" in 00|05|50) ;; *) exit 1;; esac
 
 unit: venv
 	$(PY) -m pytest -q tests/unit

@@ -97,6 +97,7 @@ def test_full_pipeline_media_to_sts_to_output_echo(tmp_path, speech_30s):
     assert all(e["transcript"].startswith("[echo]") for e in res["events"])
 
 
+@pytest.mark.solo
 def test_full_pipeline_media_to_sts_to_output_offline(tmp_path, speech_30s):
     # Whisper's greedy decode loops on this counting speech in some runs (6-12 s: "11, 12, 12, 12, ..."); the
     # retry on the same window with timestamps then put that segment's ASR at 1.7 s on a loaded slow 2-core

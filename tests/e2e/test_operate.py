@@ -16,7 +16,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests.support import local_stack
 from worker.devstack.samples import make_video
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.solo, pytest.mark.timeout(300)]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 

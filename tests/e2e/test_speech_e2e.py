@@ -16,7 +16,7 @@ from tests.support import local_stack
 from worker.devstack.samples import make_video
 from worker.media.analyze import analyze_file
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.solo, pytest.mark.timeout(300)]
 SCRIPT = ("The city council met this afternoon to discuss the new budget. Members argued for three hours "
           "about the roads. In the end they agreed to raise taxes. The mayor said the money will go to schools.")
 

@@ -45,6 +45,7 @@ def adts(path: Path, seconds: float, offset: float) -> bytes:
     return path.read_bytes()
 
 
+@pytest.mark.solo
 def test_livedub_dubs_a_stream_through_a_seed_like_sts_server(tmp_path, media_dir):
     video = make_video(media_dir / "count30s.flv", 30, speech=True)
     # The protocol is under test, not the host's speed: a v1.0 server gets m4a, so a segment's chain here is

@@ -77,6 +77,7 @@ def sts_fragments(url: str) -> float:
     return sum(float(v) for v in re.findall(r"^livedub_sts_fragments_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
 
 
+@pytest.mark.solo
 def test_sentences_are_units_their_dubs_cross_pieces_and_a_late_unit_falls_back_alone(stack, media_dir, tmp_path):
     video = make_video(media_dir / "sentences.flv", 24, text=SENTENCES, channels=2)
     rep = dub_report(stack, video, tmp_path / "out.mp4", "talk")

@@ -251,6 +251,7 @@ def test_metrics_endpoint_counts_fragments_and_backpressure(url, client):
     assert slow and float(slow[0].split()[-1]) >= 1
 
 
+@pytest.mark.solo
 def test_flood_of_1000_fragments_leaves_other_streams_unaffected(url):
     """One connection floods; another stream's latency is measured before and during the flood."""
     import threading
@@ -292,6 +293,7 @@ def test_flood_of_1000_fragments_leaves_other_streams_unaffected(url):
     assert percentile(during, 95) < max(10 * percentile(before, 95), 250)
 
 
+@pytest.mark.solo
 def test_every_binary_answer_in_a_burst_is_read(url):
     """A binary answer is two Engine.IO messages, its header and its attachment. python-socketio's
     synchronous Client handles each message on a thread of its own, so under thread switching an

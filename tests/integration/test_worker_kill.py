@@ -166,6 +166,7 @@ def test_killed_publish_worker(stack, video, tmp_path):
     assert resumed_after < 25
 
 
+@pytest.mark.solo
 def test_killed_ingest_worker_resumes_the_stream(stack, media_dir, tmp_path):
     video = make_video(media_dir / "count40k.flv", 40, speech=True)
     dub = start_dub(stack, video, tmp_path, "king")
