@@ -91,6 +91,7 @@ def check(res):
     assert res["report"]["segments"] == {"processed": 5, "fallback": 0, "failed": 0}
 
 
+@pytest.mark.solo  # failed beside another stream in 3 of 3 runs
 def test_full_pipeline_media_to_sts_to_output_echo(tmp_path, speech_30s):
     res = run_full_pipeline(tmp_path, speech_30s, "echo")
     check(res)

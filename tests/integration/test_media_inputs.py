@@ -42,8 +42,9 @@ H264_2S = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-keyint_min",
     ("mono8k", ["-ar", "8000", "-ac", "1"], H264_2S),
     ("surround51", ["-ar", "48000", "-af", "aformat=channel_layouts=5.1"], H264_2S),
     ("vfr", ["-ar", "48000"], [*H264_2S, "-vf", "setpts='if(mod(N,10),PTS,PTS+0.02/TB)'", "-fps_mode", "vfr"]),
-    ("gop10s", ["-ar", "48000"], ["-c:v", "libx264", "-preset", "ultrafast", "-g", "250", "-keyint_min", "250",
-                                  "-sc_threshold", "0"]),
+    pytest.param("gop10s", ["-ar", "48000"], ["-c:v", "libx264", "-preset", "ultrafast", "-g", "250",
+                                              "-keyint_min", "250", "-sc_threshold", "0"],
+                 marks=pytest.mark.solo),  # 10 s segments: failed beside another stream in 3 of 3 runs
 ])
 def test_unusual_inputs_are_dubbed_in_sync(stack, media_dir, speech, tmp_path, name, audio, video):
     src = make(media_dir / f"{name}.flv", speech, 14, audio=audio, video=video)
