@@ -40,7 +40,7 @@ lint: venv
 # marked `solo` assert "no fallback" under a real-time load and only run alone. Every pass reports; exit
 # 5 is "this selection has no test".
 test: setup lint
-	@$(PY) -m pytest -ra --durations=25 -n $(TEST_JOBS) --dist loadfile --cache-clear -m "not solo" $(PYTEST_ARGS); \
+	@$(PY) -m pytest -ra --durations=25 -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder --cache-clear -m "not solo" $(PYTEST_ARGS); \
 	a=$$?; n=$$($(PY) -c 'import json; print(len(json.load(open(".pytest_cache/v/cache/lastfailed"))))' 2>/dev/null || echo 0); \
 	if [ "$$a" = 1 ] && [ "$$n" -ge 1 ] && [ "$$n" -le $(RERUN_MAX) ]; then \
 	  echo "make test: the $$n test(s) that failed above, beside another, run again alone"; \

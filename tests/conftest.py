@@ -15,6 +15,21 @@ from tests.support import make_video, redis_server, s3_server
 os.environ.setdefault("LIVEDUB_SEGMENTATION", "fixed")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest files first: ``make test`` hands whole files to two workers in this order
+    (``--no-loadscope-reorder``), so that no long file starts while the other worker is nearly done. A file
+    of long scenarios says about how long it takes in its ``slow(seconds=...)`` mark; tests keep their order."""
+    files: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+
+    def longest_first(tests: list[pytest.Item]) -> float:
+        mark = tests[0].get_closest_marker("slow")
+        return -float(mark.kwargs.get("seconds", 0)) if mark else 0.0
+
+    items[:] = [t for tests in sorted(files.values(), key=longest_first) for t in tests]
+
+
 @pytest.fixture(autouse=True)
 def no_reconciler_left_running() -> Iterator[None]:
     """An API made in a test must not leave its reconciler loop running: it would fail other tests'

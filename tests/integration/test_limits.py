@@ -10,7 +10,7 @@ from worker.devstack.samples import make_video
 from worker.media.procs import wait_until
 from worker.state.registry import StreamRegistry
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=55), pytest.mark.timeout(300)]
 
 
 def test_fifty_publishes_against_a_limit_of_eight(tmp_path, media_dir):

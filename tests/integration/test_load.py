@@ -9,7 +9,7 @@ from worker.cli.dub import DubReport
 from worker.devstack.samples import make_video
 from worker.state.registry import StreamRegistry
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.solo, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=150), pytest.mark.solo, pytest.mark.timeout(420)]
 
 
 def test_two_streams_for_two_minutes(tmp_path, media_dir):

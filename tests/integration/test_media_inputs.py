@@ -13,7 +13,7 @@ from worker.devstack.samples import counting_speech
 from worker.media.analyze import analyze_file
 from worker.media.procs import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=160), pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from tests.support import dub_report, local_stack
 from worker.devstack.s3server import client_for
 from worker.media.analyze import analyze_file
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=45), pytest.mark.timeout(240)]
 ONE_HOST = "redis,store,api,media-server,sts-service,ingest,sts,collect,remux,publish"
 
 

@@ -7,7 +7,7 @@ from tests.support import dub_report, free_port, local_stack, sts_server
 from worker.devstack.samples import make_video
 from worker.media.analyze import analyze_file
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=170), pytest.mark.timeout(300)]
 TOKEN = "sts-test-token-0123"
 
 

@@ -16,7 +16,7 @@ from tests.support import local_stack, wait_gone
 from worker.devstack.samples import make_video
 from worker.media.procs import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=110), pytest.mark.timeout(300)]
 
 
 def worker_running(stack, marker: str) -> psutil.Process | None:

@@ -14,7 +14,7 @@ from worker.devstack.samples import make_video
 from worker.media.analyze import analyze_file
 from worker.media.procs import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=80), pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

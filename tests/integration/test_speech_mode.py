@@ -15,7 +15,7 @@ from tests.support import dub_report, local_stack, sts_server
 from worker.devstack.samples import make_video
 from worker.media.analyze import analyze_file
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=70), pytest.mark.timeout(420)]
 TOKEN = "sts-test-token-0123"
 RATE = 16000
 SENTENCES = ("The city council met this afternoon to discuss the new budget. Members argued for three hours "

@@ -14,7 +14,7 @@ import requests
 from tests.support import local_stack, wait_gone
 from worker.media.procs import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=80), pytest.mark.timeout(240)]
 HOOK = Path(__file__).resolve().parents[2] / "compose" / "mediamtx-hook.sh"
 
 

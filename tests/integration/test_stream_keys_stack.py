@@ -11,7 +11,7 @@ from tests.support import local_stack, publish
 from worker.devstack.samples import make_video
 from worker.media.procs import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=35), pytest.mark.timeout(240)]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from worker.devstack.samples import make_video
 from worker.media.analyze import analyze_file
 from worker.media.procs import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=100), pytest.mark.timeout(420)]
 HOST_A = "redis,store,api,media-server,ingest,publish"
 HOST_B = "sts-service,sts,collect,remux"
 

@@ -18,7 +18,7 @@ from tests.support import local_stack, sts_server, wait_gone
 from worker.devstack.samples import make_video
 from worker.media.procs import wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=440), pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
