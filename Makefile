@@ -35,7 +35,7 @@ lint: venv
 	$(VENV)/bin/lint-imports
 
 # Most tests spend their time waiting on streams played in real time: they run TEST_JOBS at a time, a file
-# per worker (its stack is shared). Two streams at once on 2 cores can make a piece miss its deadline, so
+# per worker (its stack is shared), the longest files first (tests/conftest.py). Two streams at once on 2 cores can make a piece miss its deadline, so
 # a few (at most RERUN_MAX) that fail beside another run again alone, and count as they do alone. Those
 # marked `solo` assert "no fallback" under a real-time load and only run alone. Every pass reports; exit
 # 5 is "this selection has no test".
