@@ -79,7 +79,7 @@ def naive(stack: LocalStack, video: Path, tmp: Path) -> dict[str, list[float]]:
     rows: dict[str, list[float]] = {k: [] for k in ("extract", "sts_rtt", "collect", "remux", "overhead")}
     for i, seg_path in enumerate(sorted(job_dir.glob("seg_*.ts"))):
         t0 = time.perf_counter()
-        local = probe_video_span(seg_path, settings.ffprobe_bin)
+        local = probe_video_span(seg_path)
         plan = plan_segment(local, 0.0, time.time() - local[0], 60.0, 0.0)
         orig = job_dir / f"orig_{i:05d}.pcm"
         copy_samples(job_dir / AUDIO_TRACK, plan.b0, plan.b1, orig)

@@ -99,3 +99,43 @@ def test_a_media_command_run_nicely_runs_at_a_lower_cpu_priority():
              f"while os.nice(0) == {base} and time.monotonic() < end:\n    time.sleep(0.01)\nprint(os.nice(0))")
     assert int(run_media([sys.executable, "-c", probe], nice=10)) == min(base + 10, 19)
     assert int(run_media([sys.executable, "-c", "import os; print(os.nice(0))"])) == base
+
+
+def _ffprobe_span(path):
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "packet=pts_time,duration_time", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line.split(",")[:2] for line in out.split() if line and not line.startswith("N/A")]
+    return min(float(p) for p, _ in rows), max(float(p) + float(d) for p, d in rows)
+
+
+def test_segment_video_span_is_read_in_process_as_ffprobe_reads_it(tmp_path):
+    from worker.media.demux import video_span
+    from worker.media.run import MediaError, NoVideo
+    from worker.pipeline.prepare import probe_video_span
+
+    # 6 s at 25 fps, a keyframe every 2 s, cut by the segment muxer as the reader cuts (copied, MPEG-TS)
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25",
+                    "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "6", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-c:a", "aac", "-f", "segment",
+                    "-segment_time", "2", "-segment_format", "mpegts", "-reset_timestamps", "0",
+                    str(tmp_path / "seg_%05d.ts")], check=True)
+    segments = sorted(tmp_path.glob("seg_*.ts"))
+    spans = [probe_video_span(s) for s in segments]
+    assert len(spans) == 3
+    assert spans == [_ffprobe_span(s) for s in segments]
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert abs(end - start) < 1e-6  # pieces meet at the keyframe: no gap, no overlap
+    assert abs((spans[-1][1] - spans[0][0]) - 6.0) < 1e-6
+
+    audio_only = tmp_path / "a.ts"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "sine", "-t", "1",
+                    "-c:a", "aac", "-f", "mpegts", str(audio_only)], check=True)
+    assert video_span(audio_only) is None
+    with pytest.raises(NoVideo):
+        probe_video_span(audio_only)
+    junk = tmp_path / "junk.ts"
+    junk.write_bytes(os.urandom(4096))
+    for bad in (junk, tmp_path / "missing.ts"):
+        with pytest.raises(MediaError):
+            video_span(bad)

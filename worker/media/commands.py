@@ -156,12 +156,6 @@ def m4a_args(ffmpeg_bin: str, pcm: Path, out: Path) -> list[str]:
     return _compile(ffmpeg.output(audio, str(out), acodec="aac", audio_bitrate="128k", f="mp4"), ffmpeg_bin)
 
 
-def video_span_args(ffprobe: str, segment: Path) -> list[str]:
-    """The video packets' times of a segment (ffprobe), for :func:`worker.media.parse.parse_video_span`."""
-    return [ffprobe, "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,duration_time",
-            "-of", "csv=p=0", str(segment)]
-
-
 def duration_args(ffprobe: str, path: Path, dub_format: str | None = None) -> list[str]:
     """A media file's duration in seconds (ffprobe); a dub's with its demuxer named and local files only."""
     named = ["-f", DUB_DEMUXERS[dub_format], "-protocol_whitelist", "file"] if dub_format else []

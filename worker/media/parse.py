@@ -1,4 +1,4 @@
-"""Pure parsers of what the media commands print or write: the segment list, -progress, packet times."""
+"""Pure parsers of what the media commands print or write: the segment list, -progress, the input start."""
 
 from __future__ import annotations
 
@@ -65,18 +65,3 @@ def parse_segment_list(text: str) -> list[ListEntry]:
         entries.append(ListEntry(seq, name, float(start), float(end)))
     return entries
 
-
-def parse_video_span(csv_text: str) -> tuple[float, float] | None:
-    """(first pts, last pts + its duration) in seconds from ffprobe's packet csv; None: no video."""
-    starts, ends = [], []
-    for line in csv_text.splitlines():
-        parts = [p for p in line.strip().split(",") if p]
-        if not parts or parts[0] == "N/A":
-            continue
-        pts = float(parts[0])
-        dur = float(parts[1]) if len(parts) > 1 and parts[1] != "N/A" else 0.0
-        starts.append(pts)
-        ends.append(pts + dur)
-    if not starts:
-        return None
-    return min(starts), max(ends)

@@ -37,8 +37,8 @@ from worker.core.timing import (
     slice_plan,
     to_us,
 )
-from worker.media.commands import AUDIO_TRACK, piece_args, video_span_args
-from worker.media.parse import parse_video_span
+from worker.media.commands import AUDIO_TRACK, piece_args
+from worker.media.demux import video_span
 from worker.media.run import NoVideo, run_media
 from worker.state.registry import StreamRegistry
 from worker.state.store import SegmentStore
@@ -61,9 +61,9 @@ class StreamPlan:
     voice_profile: str
 
 
-def probe_video_span(segment: Path, ffprobe: str) -> tuple[float, float]:
+def probe_video_span(segment: Path) -> tuple[float, float]:
     """(first pts, end) of a segment's video in its reader's clock; NoVideo when it has none."""
-    span = parse_video_span(run_media(video_span_args(ffprobe, segment), 30))
+    span = video_span(segment)
     if span is None:
         raise NoVideo("input has no video track livedub can read: it dubs H.264 video streams "
                       "(H.265 over enhanced RTMP does not pass nginx-rtmp)")
@@ -131,7 +131,7 @@ class SegmentPreparer:
     def __call__(self, seg: Segment) -> None:
         completed_at = self.clock()
         seg_path = self.out_dir / PurePosixPath(seg.file).name  # written by this host's reader
-        local = probe_video_span(seg_path, self.settings.ffprobe_bin)
+        local = probe_video_span(seg_path)
         if self.origin_at is None:
             self.place(self.clock(), local)
             if self.speech is not None:
