@@ -10,7 +10,9 @@ transcripts against the script (after Whisper's English normalizer, as Whisper's
 ``wer_plain``, lower case without punctuation only, as this bench reported before), chrF (sacrebleu) of
 the joined translations against Apertium on the script's whole sentences, glass-to-glass p50/p95,
 fallbacks per minute, the dub's start lag after its unit's start, stretch ratios, the output's A/V
-offsets, and the STS service's Whisper decodes by kind (``wide``: with a beam over 1).
+offsets, the pieces' slack before their deadlines (p5) and their seal-to-ready time (p95: the remux's
+share of the 0.8 s reserve), the stream's STS estimate at the end, and the STS service's Whisper decodes
+by kind (``wide``: with a beam over 1).
 
     python -m bench.speech [--latency 6] [--corpus news|librivox|both] [--json out.json]
 """
@@ -170,6 +172,9 @@ def figures(reg: StreamRegistry, sid: str, rep: Any, script: list[str], referenc
         "stretch_p50": p(stretch, 50), "stretch_max": max(stretch) if stretch else None,
         "av_offset_start_ms": out.get("av_offset_start_ms"), "av_offset_end_ms": out.get("av_offset_end_ms"),
         "piece_slack_p5_s": p([s.deadline_at - s.ready_at for s in rec.segments if s.ready_at and s.deadline_at], 5),
+        "seal_to_ready_p95_s": p([s.ready_at - s.sealed_at for s in rec.segments
+                                  if s.ready_at and s.sealed_at and s.piece != s.fallback_piece], 95),
+        "sts_estimate_s": rec.sts_estimate_s,
         "pieces": rep.segments.model_dump(), "output_duration_s": out.get("duration_s"),
     }
 
