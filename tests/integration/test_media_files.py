@@ -139,3 +139,36 @@ def test_segment_video_span_is_read_in_process_as_ffprobe_reads_it(tmp_path):
     for bad in (junk, tmp_path / "missing.ts"):
         with pytest.raises(MediaError):
             video_span(bad)
+
+
+def _packets(path, stream: str) -> list[float]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", stream, "-show_entries", "packet=pts_time",
+                          "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True).stdout
+    return [float(line.strip(",")) for line in out.split() if line.strip(",")]
+
+
+@pytest.mark.parametrize("which", ["system", "modern"])
+def test_a_piece_puts_its_audio_on_the_stream_timeline_with_old_and_new_ffmpeg(tmp_path, which):
+    import imageio_ffmpeg
+
+    from worker.core.timing import AAC_FRAME, AUDIO_RATE, TS_OFFSET_S
+    from worker.media.commands import piece_args
+
+    # Debian's FFmpeg 5.1 and a current one (9.x): since 7, -itsoffset no longer moves a raw PCM input
+    ffmpeg_bin = "ffmpeg" if which == "system" else imageio_ffmpeg.get_ffmpeg_exe()
+    seg, pcm, piece = tmp_path / "seg.ts", tmp_path / "a.pcm", tmp_path / "piece.ts"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25",
+                    "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-f", "mpegts", str(seg)],
+                   check=True)
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "sine=sample_rate=48000",
+                    "-t", "3", "-ac", "2", "-f", "s16le", str(pcm)], check=True)
+    # the PCM starts 40 AAC frames into the stream, two frames before the piece's own 94
+    lead, first, frames = 2 * AAC_FRAME, 40 * AAC_FRAME, 94
+    subprocess.run(piece_args(ffmpeg_bin, seg, pcm, first, piece, ts_offset_s=30.0, samples=frames * AAC_FRAME,
+                              lead=lead), check=True, timeout=60)
+    audio = _packets(piece, "a:0")
+    base = TS_OFFSET_S + 30.0
+    assert len(audio) == frames
+    assert abs(audio[0] - (base + (first + lead) / AUDIO_RATE)) < 1 / AUDIO_RATE, audio[:3]
+    assert abs(audio[-1] - audio[0] - (frames - 1) * AAC_FRAME / AUDIO_RATE) < 1 / AUDIO_RATE
+    assert abs(min(_packets(piece, "v:0")) - (base + min(_packets(seg, "v:0")))) < 1e-3

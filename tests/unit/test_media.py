@@ -55,9 +55,11 @@ def test_the_reader_writes_the_continuous_audio_track_as_a_second_output(tmp_pat
 def test_a_piece_copies_the_video_and_puts_the_audio_on_its_aac_boundary():
     args = piece_args("ffmpeg", Path("s.ts"), Path("a.pcm"), 1024 * 282, Path("o.ts"), "96k", ts_offset_s=30.0)
     assert args[0] == "ffmpeg" and args[-1] == "o.ts" and "-copyts" in args
-    # both inputs shifted by the same 10 s, the audio by its boundary too: 282 frames = 6.016 s
-    assert _after(args, "-itsoffset") == ["40.000000", "46.016000"]
-    assert _after(args, "-map") == ["0:v:0", "1:a:0"]
+    # both inputs shifted by the same 10 s, the audio by its boundary too: 282 frames = 6.016 s, set
+    # in whole samples by a filter (FFmpeg 7 and later ignore -itsoffset on a raw PCM input)
+    assert _after(args, "-itsoffset") == ["40.000000"]
+    assert _after(args, "-filter_complex") == [f"[1:a]asetpts=PTS+round({40 * 48000 + 282 * 1024}/SR/TB)[s0]"]
+    assert _after(args, "-map") == ["0:v:0", "[s0]"]
     assert _after(args, "-c:v") == ["copy"] and _after(args, "-b:a") == ["96k"]
     assert _after(args, "-bsf:a") == ["noise=drop=eq(n\\,0)"]  # the AAC priming packet dropped
 
@@ -66,7 +68,7 @@ def test_a_piece_encoded_with_the_audio_around_it_keeps_only_its_own_packets():
     # two frames before the piece (the input starts there) and the piece's 47 frames kept: packets 0
     # (priming), 1 and 2 (the frames before) and those after 2 + 47 (the frame after) are dropped
     args = piece_args("ffmpeg", Path("s.ts"), Path("a.pcm"), 1024 * 45, Path("o.ts"), samples=1024 * 47, lead=2048)
-    assert _after(args, "-itsoffset")[1] == f"{10 + 45 * 1024 / 48000:.6f}"
+    assert _after(args, "-filter_complex") == [f"[1:a]asetpts=PTS+round({10 * 48000 + 45 * 1024}/SR/TB)[s0]"]
     assert _after(args, "-bsf:a") == ["noise=drop=lte(n\\,2)+gt(n\\,49)"]
     assert _after(piece_args("ffmpeg", Path("s.ts"), Path("a.pcm"), 0, Path("o.ts")), "-bsf:a") == \
         ["noise=drop=eq(n\\,0)"]

@@ -118,7 +118,7 @@ def piece_args(ffmpeg_bin: str, segment: Path, pcm: Path, start_sample: int, out
     """One output piece: the segment's video copied (never re-encoded) and the PCM encoded to AAC.
 
     Timestamps are kept (-copyts) and shifted by TS_OFFSET_S on both inputs; the audio starts at its
-    AAC-frame boundary (-itsoffset); the encoder's priming packet is dropped; the mpegts muxer adds
+    AAC-frame boundary (asetpts); the encoder's priming packet is dropped; the mpegts muxer adds
     no delay. Pieces then concatenate into one continuous stream. ``ts_offset_s`` moves a resumed
     reader's part (whose own clock restarted at 0) onto the stream's timeline.
 
@@ -130,11 +130,14 @@ def piece_args(ffmpeg_bin: str, segment: Path, pcm: Path, start_sample: int, out
     """
     base = TS_OFFSET_S + ts_offset_s
     video = ffmpeg.input(str(segment), copyts=None, itsoffset=f"{base:.6f}")
-    audio = ffmpeg.input(str(pcm), itsoffset=f"{base + start_sample / AUDIO_RATE:.6f}", **PCM)
+    # The PCM's first sample goes to base + start_sample, in whole samples, by a filter: FFmpeg 5.1 moves
+    # a raw PCM input by -itsoffset, but FFmpeg 9 ignores it there (the audio then started at 0).
+    first = round(base * AUDIO_RATE) + start_sample
+    audio = ffmpeg.input(str(pcm), **PCM).audio.filter("asetpts", f"PTS+round({first}/SR/TB)")
     skip = lead // AAC_FRAME
     drop = "eq(n\\,0)" if samples is None else f"lte(n\\,{skip})+gt(n\\,{skip + -(-samples // AAC_FRAME)})"
     out_stream = ffmpeg.output(
-        video["v:0"], audio["a:0"], str(out),
+        video["v:0"], audio, str(out),
         **{"c:v": "copy", "c:a": "aac", "b:a": bitrate, "bsf:a": f"noise=drop={drop}"},
         f="mpegts", mpegts_flags="+initial_discontinuity", muxdelay=0, muxpreload=0,
     )
