@@ -27,7 +27,7 @@ def worker_running(stack, marker: str) -> psutil.Process | None:
         if "celery" in cmd and tag in cmd:
             for c in p.children(recursive=True):
                 try:
-                    if c.name() == "ffmpeg" and marker in " ".join(c.cmdline()):
+                    if c.name().startswith("ffmpeg") and marker in " ".join(c.cmdline()):
                         return p
                 except psutil.NoSuchProcess:
                     continue
