@@ -56,7 +56,7 @@ def test_a_piece_copies_the_video_and_puts_the_audio_on_its_aac_boundary():
     args = piece_args("ffmpeg", Path("s.ts"), Path("a.pcm"), 1024 * 282, Path("o.ts"), "96k", ts_offset_s=30.0)
     assert args[0] == "ffmpeg" and args[-1] == "o.ts" and "-copyts" in args
     # both inputs shifted by the same 10 s, the audio by its boundary too: 282 frames = 6.016 s, set
-    # in whole samples by a filter (FFmpeg 7 and later ignore -itsoffset on a raw PCM input)
+    # in whole samples by a filter (FFmpeg 9 ignores -itsoffset on a raw PCM input; 5.1 and 7.0 do not)
     assert _after(args, "-itsoffset") == ["40.000000"]
     assert _after(args, "-filter_complex") == [f"[1:a]asetpts=PTS+round({40 * 48000 + 282 * 1024}/SR/TB)[s0]"]
     assert _after(args, "-map") == ["0:v:0", "[s0]"]
