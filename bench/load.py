@@ -116,7 +116,7 @@ def soak(n: int, minutes: float, engine: str, news: bool = False) -> None:
         print(f"unit round trips (close to placed) p50/p90/max {percentile(trips, 50):.2f}/{percentile(trips, 90):.2f}/"
               f"{trips[-1]:.2f}s; unit length p50/p90 {percentile(lengths, 50):.2f}/{percentile(lengths, 90):.2f}s, "
               f"{sum(u.cut.value == 'quiet' for u in units)} of {len(units)} cut inside speech; STS estimate at "
-              f"the end {[r.sts_estimate_s for r in records]}")
+              f"the end {[r.sts_estimate_s for r in records]}, hearing {[r.hear_estimate_s for r in records]}")
     live = [(t, rss) for t, rss in samples if t <= seconds]
     if len(live) >= 2:
         (t_a, a), (t_b, b) = next((x for x in live if x[0] >= 60), live[0]), live[-1]

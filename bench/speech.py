@@ -11,8 +11,8 @@ transcripts against the script (after Whisper's English normalizer, as Whisper's
 the joined translations against Apertium on the script's whole sentences, glass-to-glass p50/p95,
 fallbacks per minute, the dub's start lag after its unit's start, stretch ratios, the output's A/V
 offsets, the pieces' slack before their deadlines (p5) and their seal-to-ready time (p95: the remux's
-share of the 0.8 s reserve), the stream's STS estimate at the end, and the STS service's Whisper decodes
-by kind (``wide``: with a beam over 1).
+share of the 0.8 s reserve), the stream's STS and hearing estimates at the end, and the STS service's
+Whisper decodes by kind (``wide``: with a beam over 1).
 
     python -m bench.speech [--latency 6] [--corpus news|librivox|both] [--json out.json]
 """
@@ -155,9 +155,11 @@ def figures(reg: StreamRegistry, sid: str, rep: Any, script: list[str], referenc
     fallbacks = [i for i in items if i.status.value != "processed"]
     lags = [u.lag_s for u in rec.units if u.lag_s is not None]
     stretch = [i.stretch_ratio for i in items if i.stretch_ratio is not None]
-    for u in rec.units:
+    for u in rec.units:  # closed: after its end on the input's clock (a pause, or the wait for its maximum)
+        trip, closed = u.round_trip_s(0.0), (u.closed_at or 0) - (rec.origin_at or 0) - u.end_s
         print(f"  unit {u.sequence:3d} {u.start_s:7.2f}-{u.end_s:7.2f} ({u.end_s - u.start_s:4.2f}s) {u.cut.value:5s} "
               f"{u.status.value:9s} lag {u.lag_s} x{u.stretch_ratio} rtt {u.timings_ms.get('sts_rtt', 0):.0f}ms "
+              f"closed {closed:+.2f}s close-to-placed {'-' if trip is None else f'{trip:.2f}s'} "
               f"{u.reason or ''} | {u.transcript} | {u.translated_text}")
     return {
         "units": len(items), "boundaries": len(bounds),
@@ -174,7 +176,7 @@ def figures(reg: StreamRegistry, sid: str, rep: Any, script: list[str], referenc
         "piece_slack_p5_s": p([s.deadline_at - s.ready_at for s in rec.segments if s.ready_at and s.deadline_at], 5),
         "seal_to_ready_p95_s": p([s.ready_at - s.sealed_at for s in rec.segments
                                   if s.ready_at and s.sealed_at and s.piece != s.fallback_piece], 95),
-        "sts_estimate_s": rec.sts_estimate_s,
+        "sts_estimate_s": rec.sts_estimate_s, "hear_estimate_s": rec.hear_estimate_s,
         "pieces": rep.segments.model_dump(), "output_duration_s": out.get("duration_s"),
     }
 

@@ -56,6 +56,7 @@ function renderDetail(s) {
   document.getElementById("summary").textContent =
     `output delay ${s.output_delay_s ?? "?"} s · glass-to-glass ${g2g(s) || "?"} · A/V offset (start/end) ${offset(s) || "?"}` +
     (s.sts_estimate_s != null ? ` · units allow ${s.sts_estimate_s} s for STS` : "") +
+    (s.hear_estimate_s != null ? ` and ${s.hear_estimate_s} s for hearing the input` : "") +
     ` · ${s.published_count} of ${s.segment_count} pieces out` + (s.reason ? ` · ${s.reason}` : "");
   const rtmp = body.dataset.rtmp, hls = body.dataset.hls;
   const input = `${rtmp}/live//${s.stream_id}/in`, output = `${rtmp}/live//${s.stream_id}/out`;

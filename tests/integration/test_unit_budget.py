@@ -108,7 +108,44 @@ def test_a_unit_opened_before_the_first_piece_is_added_has_the_budget_of_its_key
 
     def budget(keyframes: list[float], piece_s: float) -> float:
         return unit_budget_s(1.0, keyframes, piece_s, 6.0, s.max_lag_s, s.publish_margin_s, REMUX_RESERVE_S,
-                             s.min_pause_s, t.sts_s)
+                             t.hear_s, t.sts_s)
 
     assert budget([0.0], 2.0) > budget([], 0.0)  # the keyframe at 2 s is within its lag
     assert t.longest(frame) == t.cutter.params.frames(budget([0.0], 2.0))
+
+
+def test_units_allow_for_how_late_the_detector_hears_the_input(setup, tmp_path):
+    """The real detector reads a track the way the reader writes it, 32 ms at a time, on a clock the test
+    sets: a detector that hears the input on time gives units the 0.2 s allowed before any read; one that
+    hears it half a second late takes that off every unit, so that dubs still come in time."""
+    from worker.media.commands import AUDIO_TRACK
+    from worker.media.vad import CHUNK_BYTES, SpeechDetector
+    from worker.pipeline.speech import HEAR_START_S
+
+    reg, _, store, settings, job = setup
+    origin, now = 1000.0, [1000.0]
+    t = SpeechTracker(SID, job, tmp_path, registry=reg, store=store, settings=settings,
+                      languages=("en", "es", "default"), latency_s=6.0, start_unit=lambda w: None,
+                      start_remux=lambda w: None, detector=SpeechDetector(), clock=lambda: now[0])
+    t.start(origin_at=origin, delay_s=6.0, offset_s=0.0, piece_s=2.0)
+    assert t.hear_s == HEAR_START_S
+    first = t.longest(0)
+    frame = t.cutter.params.frame_s
+
+    def read(k: int, late_s: float, frames: int = 1) -> None:  # the k-th 32 ms on, heard late_s after
+        with open(tmp_path / AUDIO_TRACK, "ab") as f:
+            f.write(bytes(CHUNK_BYTES * frames))
+        now[0] = origin + (k + frames) * frame + late_s
+        t.hear()
+
+    read(0, 0.0, frames=62)  # the first piece, 2 s written before the run started: caught up, not timed
+    assert t.hear_s == HEAR_START_S
+    for k in range(62, 92):  # heard as the input has it (this host's reads come 0.05-0.15 s before the origin's clock)
+        read(k, -0.1)
+    assert t.hear_s == 0.0
+    assert reg.get(SID, with_segments=False).hear_estimate_s == 0.0  # the dashboard says why
+    assert (t.longest(0) - first) * frame == pytest.approx(HEAR_START_S, abs=frame)
+    for k in range(92, 122):  # the reader falls half a second behind
+        read(k, 0.5)
+    assert t.hear_s == pytest.approx(frame + 0.5 + 0.05)  # the read's first frame, half a second late, and a margin
+    assert (first - t.longest(0)) * frame == pytest.approx(t.hear_s - HEAR_START_S, abs=frame)

@@ -153,7 +153,7 @@ def test_mix_puts_each_dub_at_its_place_over_the_ducked_original():
 def test_a_units_budget_follows_the_keyframe_its_dub_must_reach():
     from worker.core.speech import unit_budget_s
 
-    args = dict(piece_s=2.0, delay_s=6.0, lag_s=1.5, margin_s=0.3, reserve_s=0.5, pause_s=0.2, sts_s=1.2)
+    args = dict(piece_s=2.0, delay_s=6.0, lag_s=1.5, margin_s=0.3, reserve_s=0.5, hear_s=0.2, sts_s=1.2)
     # Just after a keyframe: the dub can reach no later piece within the lag, so it must be ready before
     # this piece is sealed.
     assert unit_budget_s(0.51, [0.08], **args) == pytest.approx(0.08 + 3.8 - 0.51)
@@ -196,3 +196,12 @@ def test_a_units_round_trip_is_close_to_placed_and_a_late_one_counts_as_late():
     assert Unit(**base, status=SegmentStatus.FALLBACK, reason_code=ReasonCode.STS_FAILED).round_trip_s(1.7) is None
     assert Unit(**base, status=SegmentStatus.PROCESSED).round_trip_s(1.7) is None  # nothing to dub: no dub placed
     assert Unit(**base).round_trip_s(1.7) is None  # not settled
+
+
+def test_the_hearing_estimate_follows_the_last_reads_lags_from_zero_to_its_ceiling():
+    from worker.core.speech import hear_estimate_s
+
+    assert hear_estimate_s([0.0] * 19, 0.2) == 0.2  # too few reads yet: the allowance it starts with
+    assert hear_estimate_s([-0.15, -0.1] * 10, 0.2) == 0.0  # heard before the origin's clock has it: nothing
+    assert hear_estimate_s([0.02] * 19 + [0.3], 0.2) == pytest.approx(0.35)  # the latest read of the last, + 0.05
+    assert hear_estimate_s([5.0] * 20, 0.2) == 1.0  # a reader that stalled: the ceiling

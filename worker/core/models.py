@@ -152,6 +152,7 @@ class StreamRecord(BaseModel):
     sealed_until_s: float | None = None  # speech mode: pieces up to here have their audio made
     heard_until_s: float | None = None  # speech mode: the detector has heard the input up to here
     sts_estimate_s: float | None = None  # speech mode: the STS round trip unit lengths allow for now
+    hear_estimate_s: float | None = None  # speech mode: how late the detector hears the input, as they allow for
     segments_final: int | None = None  # set when the input has ended: how many segments there are
     output_url: str | None = None
     published_count: int = 0

@@ -172,30 +172,32 @@ def quietest(energies: list[float], min_len: int, span: int = 3) -> int:
     return max(best, 1)
 
 
-def max_unit_s(latency_s: float, lag_s: float, margin_s: float, reserve_s: float, pause_s: float,
+def max_unit_s(latency_s: float, lag_s: float, margin_s: float, reserve_s: float, hear_s: float,
                sts_s: float, piece_s: float = 0.0, floor_s: float = 1.5, ceiling_s: float = 15.0) -> float:
-    """How long a unit may be so that its dub, asked for once it closes (after a pause) and answered in
-    ``sts_s``, still starts within ``lag_s`` of the unit's start on a stream ``latency_s`` behind. A piece
-    (``piece_s``, keyframe to keyframe) is sealed whole, before its deadline: half a piece is kept back (a
-    whole one would cut most sentences in two and cost more in ASR errors than the few units it saves). Pure."""
-    room = latency_s + lag_s - piece_s / 2 - margin_s - reserve_s - pause_s - sts_s
+    """How long a unit may be so that its dub, asked for once it closes (heard ``hear_s`` after the input
+    had it) and answered in ``sts_s``, still starts within ``lag_s`` of the unit's start on a stream
+    ``latency_s`` behind. A unit closes by its start and its length at the latest, a pause counted in the
+    length (:class:`UnitCutter`). A piece (``piece_s``, keyframe to keyframe) is sealed whole, before its
+    deadline: half a piece is kept back (a whole one would cut most sentences in two and cost more in ASR
+    errors than the few units it saves). Pure."""
+    room = latency_s + lag_s - piece_s / 2 - margin_s - reserve_s - hear_s - sts_s
     return max(floor_s, min(ceiling_s, room))
 
 
 def unit_budget_s(start_s: float, keyframes: list[float], piece_s: float, delay_s: float, lag_s: float,
-                  margin_s: float, reserve_s: float, pause_s: float, sts_s: float, floor_s: float = 1.5,
+                  margin_s: float, reserve_s: float, hear_s: float, sts_s: float, floor_s: float = 1.5,
                   ceiling_s: float = 15.0) -> float:
     """How long the unit starting at ``start_s`` (timeline) may be. Its dub may start as late as
     ``start_s + lag_s``, inside the piece that begins at the last keyframe before that point; that piece is
     sealed at its start + ``delay_s`` − ``margin_s`` − ``reserve_s``, so the dub must be ready by then:
-    the unit's close (its end and a pause) plus the STS round trip. Keyframes after the known ones are
-    taken to come every ``piece_s``. Pure."""
+    the unit's close (by its start and its length, a pause counted in the length), heard ``hear_s`` late,
+    plus the STS round trip. Keyframes after the known ones are taken to come every ``piece_s``. Pure."""
     reach = start_s + lag_s
     known = [k for k in keyframes if k <= reach]
     last = max(known) if known else start_s
     if keyframes and piece_s > 0 and max(keyframes) <= reach:
         last = max(keyframes) + math.floor((reach - max(keyframes)) / piece_s + 1e-9) * piece_s
-    room = last + delay_s - margin_s - reserve_s - pause_s - sts_s - start_s
+    room = last + delay_s - margin_s - reserve_s - hear_s - sts_s - start_s
     return max(floor_s, min(ceiling_s, room))
 
 
@@ -216,3 +218,18 @@ def chain_estimate_s(chains: Sequence[float], configured_s: float, floor_s: floa
     ordered = sorted(chains)
     high = ordered[max(0, math.ceil(quantile * len(ordered)) - 1)]
     return round(min(configured_s, max(floor_s, high + margin_s)), 3)
+
+
+HEAR_SAMPLES = 100  # the last reads the hearing estimate is made from (about 5 s)
+
+
+def hear_estimate_s(lags: Sequence[float], start_s: float, margin_s: float = 0.05, ceiling_s: float = 1.0,
+                    min_samples: int = 20) -> float:
+    """How late the detector hears the track, as the units' lengths allow for it: the most of the last
+    reads' lags (wall time at a read less the wall time its first frame had on the input, ``origin_at`` +
+    its timeline time) plus a margin, at least 0 and at most ``ceiling_s``; ``start_s`` until
+    ``min_samples`` reads are known. A reader that falls behind makes units shorter, so that dubs still
+    come in time. Pure."""
+    if len(lags) < min_samples:
+        return start_s
+    return round(min(ceiling_s, max(0.0, max(lags) + margin_s)), 3)

@@ -23,11 +23,13 @@ from worker.core.segments import Reason, ReasonCode, SegmentStatus
 from worker.core.settings import Settings
 from worker.core.speech import (
     CHAIN_SAMPLES,
+    HEAR_SAMPLES,
     CutKind,
     CutParams,
     CutUnit,
     UnitCutter,
     chain_estimate_s,
+    hear_estimate_s,
     max_unit_s,
     unit_budget_s,
 )
@@ -47,6 +49,7 @@ TRACK_FRAME = FRAME * DECIMATE  # track samples per detector frame
 READ_FRAMES = 64  # at most this many frames (2 s) per read
 POLL_S = 0.05
 LATE_STEP_S = 0.5  # a unit whose dub came too late counts as the estimate it had and this much more
+HEAR_START_S = 0.2  # how late the detector is taken to hear the track until its reads say
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,9 @@ class SpeechTracker:
         self.detector = detector or SpeechDetector()
         self.chains: deque[float] = deque(maxlen=CHAIN_SAMPLES)  # the last units' round trips
         self.sts_s = settings.sts_estimate_s  # the round trip the units' lengths allow for now
+        self.hears: deque[float] = deque(maxlen=HEAR_SAMPLES)  # the last reads' lags
+        self.hear_s = HEAR_START_S  # how late the detector hears the track, as the units' lengths allow for
+        self.live = False  # caught up with what the reader wrote before this run started: reads are timed
         self.cutter = UnitCutter(self._params(latency_s, 0.0))
         self.tail = round((settings.max_lag_s + 0.5) * AUDIO_RATE)
         self.at: Clock | None = None
@@ -90,7 +96,7 @@ class SpeechTracker:
 
     def _params(self, delay_s: float, piece_s: float) -> CutParams:
         s = self.settings
-        longest = max_unit_s(delay_s, s.max_lag_s, s.publish_margin_s, REMUX_RESERVE_S, s.min_pause_s,
+        longest = max_unit_s(delay_s, s.max_lag_s, s.publish_margin_s, REMUX_RESERVE_S, self.hear_s,
                              self.sts_s, piece_s)
         return CutParams(min_pause_s=s.min_pause_s, min_unit_s=s.min_unit_s, max_unit_s=longest)
 
@@ -161,11 +167,15 @@ class SpeechTracker:
             n = len(data) // CHUNK_BYTES
             if n == 0:
                 break
+            first_s = (self.read_bytes // FRAME_BYTES + self.at.shift) / AUDIO_RATE
             self.read_bytes += n * CHUNK_BYTES
             probs, energies = self.detector.frames(data[: n * CHUNK_BYTES])
             for cut in self.cutter.feed(probs, energies):
                 self._dispatch(cut)
             self._note_open()
+            if self.live:  # a unit that closed in this read closed this late
+                self._note_heard(self.clock() - self.at.origin_at - first_s)
+        self.live = True
         heard = self.read_bytes // FRAME_BYTES + self.at.shift
         if heard != self.heard:  # a write only when the detector heard more, not every poll
             self.heard = heard
@@ -231,7 +241,7 @@ class SpeechTracker:
         with self.lock:
             keyframes, piece_s = list(self.keyframes), self.piece_s
         budget = unit_budget_s(start_s, keyframes, piece_s, self.at.delay_s, s.max_lag_s, s.publish_margin_s,
-                               REMUX_RESERVE_S, s.min_pause_s, self.sts_s)
+                               REMUX_RESERVE_S, self.hear_s, self.sts_s)
         return self.cutter.params.frames(budget)
 
     def seal_due(self) -> int:
@@ -275,6 +285,14 @@ class SpeechTracker:
             del self.pending[seq]
             if (lost := self.units.get(self.stream_id, seq)) is not None:
                 self._note_round_trip(lost)
+
+    def _note_heard(self, lag_s: float) -> None:
+        """A read's lag: how late the detector heard its first frame, which sets how long units may be."""
+        self.hears.append(lag_s)
+        estimate = hear_estimate_s(list(self.hears), HEAR_START_S)
+        if abs(estimate - self.hear_s) >= 0.01:
+            self.hear_s = estimate
+            self.registry.set_fields(self.stream_id, hear_estimate_s=estimate)
 
     def _note_round_trip(self, unit: Unit) -> None:
         """A unit settled: its round trip (close to placed) sets how long the next units may be."""
