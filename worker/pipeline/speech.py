@@ -167,7 +167,7 @@ class SpeechTracker:
             n = len(data) // CHUNK_BYTES
             if n == 0:
                 break
-            first_s = (self.read_bytes // FRAME_BYTES + self.at.shift) / AUDIO_RATE
+            first_s = self._heard() / AUDIO_RATE
             self.read_bytes += n * CHUNK_BYTES
             probs, energies = self.detector.frames(data[: n * CHUNK_BYTES])
             for cut in self.cutter.feed(probs, energies):
@@ -176,7 +176,7 @@ class SpeechTracker:
             if self.live:  # a unit that closed in this read closed this late
                 self._note_heard(self.clock() - self.at.origin_at - first_s)
         self.live = True
-        heard = self.read_bytes // FRAME_BYTES + self.at.shift
+        heard = self._heard()
         if heard != self.heard:  # a write only when the detector heard more, not every poll
             self.heard = heard
             self.registry.set_fields(self.stream_id, heard_until_s=round(heard / AUDIO_RATE, 6))
@@ -252,7 +252,7 @@ class SpeechTracker:
         assert self.at is not None
         open_since = self.cutter.open_since
         opened = None if open_since is None else (open_since + self.frame0) * TRACK_FRAME + self.at.shift
-        heard = self.read_bytes // FRAME_BYTES + self.at.shift
+        heard = self._heard()
         sealed, now = 0, self.clock()
         while self.pieces:
             work, end = self.pieces[0]
@@ -286,10 +286,15 @@ class SpeechTracker:
             if (lost := self.units.get(self.stream_id, seq)) is not None:
                 self._note_round_trip(lost)
 
+    def _heard(self) -> int:
+        """The timeline sample the detector has heard up to."""
+        assert self.at is not None
+        return self.read_bytes // FRAME_BYTES + self.at.shift
+
     def _note_heard(self, lag_s: float) -> None:
         """A read's lag: how late the detector heard its first frame, which sets how long units may be."""
         self.hears.append(lag_s)
-        estimate = hear_estimate_s(list(self.hears), HEAR_START_S)
+        estimate = hear_estimate_s(self.hears, HEAR_START_S)
         if abs(estimate - self.hear_s) >= 0.01:
             self.hear_s = estimate
             self.registry.set_fields(self.stream_id, hear_estimate_s=estimate)
