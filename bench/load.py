@@ -27,6 +27,7 @@ import redis
 
 from bench.speech import NEWS
 from bench.support.load import run_streams, shortfalls, stack_rss_mb, summarize
+from worker.cli.dub import DubReport
 from worker.core.stats import percentile
 from worker.devstack.samples import make_video
 from worker.devstack.stack import LocalStack, StackConfig
@@ -95,10 +96,13 @@ def soak(n: int, minutes: float, engine: str, news: bool = False) -> None:
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
-            s = summarize(run_streams(stack.state(), video, n, tmp, "soak", 6.0 / n), seconds)
+            reports = run_streams(stack.state(), video, n, tmp, "soak", 6.0 / n)
+            s = summarize(reports, seconds)
             done.set()
-            reg = StreamRegistry(redis.Redis.from_url(stack.redis_url))
+            client = redis.Redis.from_url(stack.redis_url)
+            reg = StreamRegistry(client)
             leftover = reg.untimed_keys()
+            redis_mb = int(client.info("memory")["used_memory"]) / 1e6
             records = [r for i in range(n) if (r := reg.get(f"soak{i}")) is not None]
         finally:
             done.set()
@@ -108,6 +112,11 @@ def soak(n: int, minutes: float, engine: str, news: bool = False) -> None:
     if s.units.processed + s.units.fallback + s.units.failed:
         print(f"speech units {s.units}, fallback reasons {s.unit_fallback_reasons}; unit fallbacks per stream-minute "
               f"{(s.units.fallback + s.units.failed) / (n * minutes):.2f}")
+    for rep in reports:  # each output whole and in sync at its end, not only at its start
+        if isinstance(rep, DubReport) and rep.output is not None:
+            o = rep.output
+            print(f"{rep.stream_id}: output {o.duration_s:.1f}s of {seconds}s, A/V offset start/end "
+                  f"{o.av_offset_start_ms}/{o.av_offset_end_ms} ms, problems {o.problems or 'none'}")
     print(f"glass-to-glass p95: first minute {s.g2g_p95_first_min_s:.2f}s, last minute "
           f"{s.g2g_p95_last_min_s:.2f}s")
     units = [u for r in records for u in r.units]
@@ -129,7 +138,7 @@ def soak(n: int, minutes: float, engine: str, news: bool = False) -> None:
         print(f"most growth, every 30 s: {series} MB  {grew}")
         grown = [k for k in b if k in a and b[k] > a[k] * 1.10 + 5]
         print(f"RSS flat (within 10 % + 5 MB of the 60 s sample): {'yes' if not grown else 'no, ' + str(grown)}")
-    print(f"Redis keys without a TTL (should be none): {leftover}")
+    print(f"Redis keys without a TTL (should be none): {leftover}; Redis memory at the end {redis_mb:.1f} MB")
     why = shortfalls(s)
     print(f"segments and latency hold: {'yes' if not why else 'no: ' + ', '.join(why)}")
 

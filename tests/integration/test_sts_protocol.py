@@ -238,10 +238,10 @@ def test_sts_refuses_to_start_without_a_token():
 
 
 def test_metrics_endpoint_counts_fragments_and_backpressure(url, client):
-    client.init_stream(StreamInit(stream_id="m1", max_inflight=1))
+    client.init_stream(StreamInit(stream_id="m1", max_inflight=2))  # the third in flight: slow_down
     for i in range(3):
         client.send_fragment(frag(i, "m1", delay_ms=300))
-    for i in range(2):
+    for i in range(3):
         client.wait_processed(f"m1-f{i}", 10)
     text = requests.get(f"{url}/metrics", timeout=5).text
     assert 'livedub_sts_fragments_total{status="success"}' in text

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from worker.core.segments import Reason
+from worker.core.timing import AUDIO_RATE
 
 
 class DubRequest(BaseModel):
@@ -18,7 +19,7 @@ class DubRequest(BaseModel):
     stream_id: str
     job_id: str
     sequence: int
-    orig_key: str  # the original audio, 48 kHz stereo s16le, exactly audio_samples long
+    orig_key: str  # the original audio, 48 kHz stereo s16le: audio_samples long, and look_samples more
     start_s: float
     end_s: float
     audio_samples: int
@@ -26,12 +27,14 @@ class DubRequest(BaseModel):
     source_language: str
     target_language: str
     voice_profile: str
+    look_samples: int = Field(0, ge=0)  # the audio after it (a unit cut inside speech: the rest of the word)
 
     @property
     def fragment_id(self) -> str:
         return f"{self.stream_id}-{self.job_id[:8]}-{self.sequence}"
 
-    def fragment_metadata(self) -> dict[str, object]:
+    def fragment_metadata(self, bounds: bool = False) -> dict[str, object]:
+        """``bounds``: the server decodes only a fragment's own words (it advertises ``speech_bounds``)."""
         return {"pts_ns": int(self.start_s * 1e9)}
 
 
@@ -89,15 +92,25 @@ class UnitWork(DubRequest):
 
     context: str = ""
     continues_sentence: bool = False  # it goes on with the sentence of the unit before (units.goes_on)
+    skip_s: float = Field(0.0, ge=0)  # the word the unit before kept runs this far into its audio
 
     @property
     def fragment_id(self) -> str:
         return f"{self.stream_id}-{self.job_id[:8]}-u{self.sequence}"
 
-    def fragment_metadata(self) -> dict[str, object]:
+    def fragment_metadata(self, bounds: bool = False) -> dict[str, object]:
+        """``bounds`` (worker/sts/bounds.py): where its own audio ends when more follows it, and how much of
+        its start the unit before took."""
         meta: dict[str, object] = {"pts_ns": int(self.start_s * 1e9), "unit": "speech"}
-        if self.context:
-            meta["context"] = {"previous_transcript": self.context, "continues_sentence": self.continues_sentence}
+        ctx: dict[str, object] = {}
+        if self.context or (bounds and self.continues_sentence):  # the server may know the words before
+            ctx = {"previous_transcript": self.context, "continues_sentence": self.continues_sentence}
+        if bounds and self.look_samples:
+            ctx["until_ms"] = round(self.audio_samples * 1000 / AUDIO_RATE)
+        if bounds and self.skip_s > 0:
+            ctx["skip_ms"] = round(self.skip_s * 1000)
+        if ctx:
+            meta["context"] = ctx
         return meta
 
 

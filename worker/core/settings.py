@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     sts_estimate_s: float = Field(1.2, ge=0.1, le=20)  # the STS round trip a unit's length allows for
     # ... at most: less (longer units) while a stream's last round trips were shorter, unless this is false.
     sts_estimate_adaptive: bool = True
+    # A unit cut inside speech is sent with this much of the speech after its cut (at most what was heard),
+    # to an STS service that keeps a unit's own words (``speech_bounds``): the word the cut went through is
+    # heard whole (worker/sts/bounds.py). 0: units are sent as cut.
+    speech_lookahead_s: float = Field(0.5, ge=0, le=1.0)
 
     # The STS service.
     sts_url: str = "http://127.0.0.1:8765"

@@ -42,6 +42,7 @@ class Unit(BaseModel):
     deadline_at: float | None = None  # its dub must be placed by then
     next_start_s: float | None = None  # where the speech after it starts (its dub may not pass it)
     clear_until_s: float | None = None  # no speech after it heard up to here, when it closed
+    spoken_until_s: float | None = None  # cut inside speech: where the last word its dub says ends
     dub_start_s: float | None = None  # where its dub was placed
     dub_end_s: float | None = None
     lag_s: float | None = None  # dub start less unit start

@@ -28,9 +28,10 @@ def counting_speech(path: Path, seconds: int, rate: int = 48000) -> Path:
 def spoken_text(path: Path, text: str, seconds: int, rate: int = 48000) -> Path:
     """English sentences (espeak-ng en-us), padded or trimmed to exactly ``seconds``, as a mono WAV."""
     raw = path.with_suffix(".raw.wav")
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True, timeout=60)
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(raw), text], check=True,
+                   timeout=60 + seconds / 10)
     subprocess.run(["sox", "-V1", str(raw), "-r", str(rate), "-c", "1", str(path), "pad", "0", str(seconds),
-                    "trim", "0", str(seconds)], check=True, timeout=60)
+                    "trim", "0", str(seconds)], check=True, timeout=60 + seconds / 10)
     raw.unlink()
     return path
 
@@ -60,5 +61,5 @@ def make_video(
                  "-pix_fmt", "yuv420p"]
     if audio:
         args += ["-c:a", "aac", "-b:a", "64k", "-ar", "48000", "-ac", str(channels)]
-    subprocess.run([*args, str(path)], check=True, timeout=120)
+    subprocess.run([*args, str(path)], check=True, timeout=120 + seconds / 5)  # an hour: about 130 s here
     return path

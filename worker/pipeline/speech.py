@@ -41,6 +41,7 @@ from worker.pipeline.prepare import copy_samples
 from worker.state.registry import StreamRegistry
 from worker.state.store import SegmentStore
 from worker.state.units import UnitBook
+from worker.sts.bounds import skip_after
 
 log = logging.getLogger(__name__)
 LOST = Reason(ReasonCode.LATE, "no dub came by the time the unit's start was on air")
@@ -212,17 +213,22 @@ class SpeechTracker:
         self.last_closed = None if cut.kind is CutKind.QUIET else seq
         self.pending[seq] = UnitSpan(b0 + self.at.shift, b1 + self.at.shift, False)
         self.recent = [*self.recent[-31:], (seq, b1 + self.at.shift)]
+        # cut inside speech: the speech after the cut, as far as it was heard, goes with it (worker/sts/bounds.py)
+        look = 0 if cut.kind is not CutKind.QUIET else \
+            max(0, min(round(self.settings.speech_lookahead_s * AUDIO_RATE), self.read_bytes // FRAME_BYTES - b1))
         path = self.out_dir / f"unit_{seq:05d}.pcm"
-        copy_samples(self.out_dir / AUDIO_TRACK, b0, b1, path)
+        copy_samples(self.out_dir / AUDIO_TRACK, b0, b1 + look, path)
         key = self.store.put(path)
         self.store.discard(path)
         before = self.units.get(self.stream_id, seq - 1) if seq else None
+        goes = goes_on(before, unit)
         source, target, voice = self.languages
         self.start_unit(UnitWork(
             stream_id=self.stream_id, job_id=self.job_id, sequence=seq, orig_key=key, start_s=unit.start_s,
-            end_s=unit.end_s, audio_samples=b1 - b0, deadline_at=deadline, source_language=source,
-            target_language=target, voice_profile=voice, context=(before.transcript or "") if before else "",
-            continues_sentence=goes_on(before, unit)))
+            end_s=unit.end_s, audio_samples=b1 - b0, look_samples=look, deadline_at=deadline,
+            source_language=source, target_language=target, voice_profile=voice,
+            context=(before.transcript or "") if before else "", continues_sentence=goes,
+            skip_s=skip_after(before.spoken_until_s, unit.start_s) if before and goes else 0.0))
         log.info("%s: unit %d [%.2f, %.2f] (%s)", self.stream_id, seq, t0, t1, cut.kind.value)
 
     # the seal ----------------------------------------------------------------

@@ -151,10 +151,26 @@ class Answer:
     translated_text: str = ""
     dub: DubAudio | None = None
     fallback: Reason | None = None
+    spoken_until_s: float | None = None  # a unit sent with the audio after it: where its last word ends
 
     def fields(self) -> dict[str, object]:
-        return {"transcript": self.transcript, "translated_text": self.translated_text,
-                "timings_ms": self.timings_ms} if self.timings_ms else {}
+        if not self.timings_ms:
+            return {}
+        out: dict[str, object] = {"transcript": self.transcript, "translated_text": self.translated_text,
+                                  "timings_ms": self.timings_ms}
+        if self.spoken_until_s is not None:
+            out["spoken_until_s"] = self.spoken_until_s
+        return out
+
+
+def spoken_until(work: DubRequest, metadata: dict[str, object] | None) -> float | None:
+    """Where the unit's last word ends on the timeline, from the server's ``spoken_until_ms`` (seconds from
+    the fragment's start), if it is a number inside the audio sent; else None. Pure."""
+    ms = (metadata or {}).get("spoken_until_ms")
+    most = (work.audio_samples + work.look_samples) * 1000 / AUDIO_RATE
+    if not work.look_samples or isinstance(ms, bool) or not isinstance(ms, int | float) or not 0 <= ms <= most:
+        return None
+    return round(work.start_s + ms / 1000, 6)
 
 
 def ask(work: DubRequest, store: SegmentStore, registry: StreamRegistry, pool: StsPool, name: str,
@@ -181,7 +197,8 @@ def ask(work: DubRequest, store: SegmentStore, registry: StreamRegistry, pool: S
             registry.metrics.observe("livedub_stage_duration_seconds", timings[stage] / 1000, stage=stage)
     for bp in trip.backpressure:
         registry.metrics.count("livedub_sts_backpressure_total", action=bp.action)
-    out = Answer(timings, res.transcript or "", res.translated_text or "")
+    out = Answer(timings, res.transcript or "", res.translated_text or "",
+                 spoken_until_s=spoken_until(work, res.metadata))
     if res.status == "failed" or res.dubbed_audio is None:
         out.fallback = Reason(ReasonCode.STS_FAILED, res.error.code if res.error else "no audio")
         return out

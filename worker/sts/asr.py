@@ -19,6 +19,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from worker.sts.bounds import Bounds, Word, own_words
+
 RATE = 16000
 HOP = 160  # samples a mel frame
 FULL_FRAMES = 3000  # Whisper's 30 s window
@@ -91,35 +93,54 @@ class UnitAsr:
 
     def transcribe(self, pcm: Any, language: str, prompt: str | None = None, beam_size: int | None = None) -> str:
         """``pcm``: mono float32 16 kHz samples (numpy); ``beam_size``: this decode's, else the configured."""
+        return self.hear(pcm, language, prompt, beam_size)[0]
+
+    def hear(self, pcm: Any, language: str, prompt: str | None = None, beam_size: int | None = None,
+             bounds: Bounds | None = None) -> tuple[str, float | None]:
+        """The transcript, and with ``bounds`` (worker/sts/bounds.py) only the unit's own words, decoded with
+        their times, and where the last of them ends (seconds in ``pcm``)."""
         import numpy as np
-        from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+        from faster_whisper.vad import SpeechTimestampsMap, VadOptions, collect_chunks, get_speech_timestamps
 
         chunks = get_speech_timestamps(pcm, VadOptions())
         speech = np.concatenate(collect_chunks(pcm, chunks)[0]) if chunks else pcm[:0]
         if speech.size == 0:
             self._count("silent")
-            return ""
+            return "", None
         beam = beam_size or self.beam_size
         if beam > 1:
             self._count("wide")
+        timed = bounds is not None and bounds.active
+        words: list[Word] | None = None
         if window_frames(speech.size) < FULL_FRAMES:
             # A plain decode that loops is done again with timestamps on the same window, which ends the text
             # where the speech ends (0.3 s for 6 s of speech on two cores; the full window took 1-1.5 s).
             for timestamps in (False, True):
-                text = self._windowed(speech, language, prompt, beam, timestamps)
-                if text is not None:
+                got = self._windowed(speech, language, prompt, beam, timestamps, timed)
+                if got is not None:
+                    text, words = got
                     self._count(("timestamped" if timestamps else "windowed") if text else "silent")
-                    return text
-        self._count("full")
-        segments, _ = self.model.transcribe(speech, language=language, beam_size=beam, vad_filter=False,
-                                            temperature=0.0, condition_on_previous_text=False,
-                                            initial_prompt=prompt or None)
-        return " ".join(s.text.strip() for s in segments).strip()
+                    break
+        if words is None:
+            self._count("full")
+            segments, _ = self.model.transcribe(speech, language=language, beam_size=beam, vad_filter=False,
+                                                temperature=0.0, condition_on_previous_text=False,
+                                                initial_prompt=prompt or None, word_timestamps=timed)
+            segments = list(segments)
+            text = " ".join(s.text.strip() for s in segments).strip()
+            words = [Word(w.word, w.start, w.end) for s in segments for w in (s.words or [])]
+        if not timed or not text:
+            return text, None
+        assert bounds is not None
+        back = SpeechTimestampsMap(chunks, RATE)  # the filter's cuts taken out of the words' times
+        return own_words([Word(w.text, back.get_original_time(w.start_s), back.get_original_time(w.end_s, is_end=True))
+                          for w in words], bounds)
 
-    def _windowed(self, speech: Any, language: str, prompt: str | None, beam: int,
-                  timestamps: bool = False) -> str | None:
-        """The decode on a window sized to ``speech``; None when it looks looped. With ``timestamps``, the
-        text of segments that start after the speech is dropped."""
+    def _windowed(self, speech: Any, language: str, prompt: str | None, beam: int, timestamps: bool = False,
+                  timed: bool = False) -> tuple[str, list[Word]] | None:
+        """The decode on a window sized to ``speech``, and with ``timed`` its words' times (the aligner on
+        the same encoding); None when it looks looped. With ``timestamps``, the text of segments that start
+        after the speech is dropped."""
         import ctranslate2
         import numpy as np
         from faster_whisper.tokenizer import Tokenizer
@@ -136,15 +157,23 @@ class UnitAsr:
         room = 2 * limit + (TIMESTAMP_ROOM if timestamps else 0)
         # CTranslate2 counts part of the prompt in max_length (with a two-token prompt, max_length 10 gave
         # five tokens; with fourteen, 22 gave nine): room for twice the limit lets a looping decode reach it.
+        encoded = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32))
+        if timed:
+            encoded = model.model.encode(encoded)  # once, for the decode and the aligner
         result = model.model.generate(
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32)),
-            [prompt_ids], beam_size=beam, return_scores=True,
+            encoded, [prompt_ids], beam_size=beam, return_scores=True,
             max_length=min(len(prompt_ids) + room + 1, model.max_length), return_no_speech_prob=True,
             suppress_blank=True, suppress_tokens=[-1], max_initial_timestamp_index=MAX_INITIAL_TIMESTAMP)[0]
         decoded = result.sequences_ids[0]
         if is_silence(result.no_speech_prob, result.scores[0] * len(decoded) / (len(decoded) + 1)):
-            return ""
+            return "", []
         tokens = text_before(decoded, tokenizer.timestamp_begin, tokenizer.eot, speech.size / RATE) \
             if timestamps else decoded
         text = tokenizer.decode(tokens).strip()
-        return None if looks_looped(text, len(tokens), limit) else text
+        if looks_looped(text, len(tokens), limit):
+            return None
+        if not timed or not text:
+            return text, []
+        aligned = model.find_alignment(tokenizer, [[t for t in tokens if t < tokenizer.eot]], encoded,
+                                       speech.size // HOP)[0]
+        return text, [Word(w["word"], float(w["start"]), float(w["end"])) for w in aligned]

@@ -9,9 +9,12 @@
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from worker.sts.bounds import MAX_SKIP_S, Bounds
 
 PROMPT_CHARS = 200
 _END = re.compile(r"[.!?…]+[\"')\]]*\s*$")
@@ -23,6 +26,7 @@ _GOES_ON = ("...", "…")  # the ASR's own mark of a sentence that goes on
 class SpeechContext:
     previous_transcript: str = ""
     continues_sentence: bool = False  # the unit before was cut inside speech, and this one starts at the cut
+    bounds: Bounds = field(default_factory=Bounds)  # where its own speech is (worker/sts/bounds.py)
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any]) -> SpeechContext | None:
@@ -32,7 +36,8 @@ class SpeechContext:
             return None
         prev = ctx.get("previous_transcript")
         prev = prev[-2000:] if isinstance(prev, str) else ""
-        return cls(prev, ctx.get("continues_sentence") is True)
+        until, skip = _ms(ctx.get("until_ms"), 600.0), _ms(ctx.get("skip_ms"), MAX_SKIP_S)
+        return cls(prev, ctx.get("continues_sentence") is True, Bounds(until, skip or 0.0))
 
     @property
     def prompt(self) -> str | None:
@@ -61,6 +66,24 @@ class SpeechContext:
             return ""
         text = _END.sub("", text)  # the ASR put a full stop where the unit was cut
         return re.split(r"(?<=[.!?…])\s+", text)[-1].strip()
+
+
+def filled(ctx: SpeechContext, before: tuple[str, float] | None) -> SpeechContext:
+    """The context with what the server knows of the unit before (its transcript, and the skip its last
+    word leaves) where the client did not know it yet when it sent the fragment. Pure."""
+    if before is None:
+        return ctx
+    text, skip = before
+    prev = ctx.previous_transcript or text
+    skip = ctx.bounds.skip_s or (skip if ctx.continues_sentence else 0.0)
+    return replace(ctx, previous_transcript=prev, bounds=Bounds(ctx.bounds.until_s, skip))
+
+
+def _ms(value: Any, most_s: float) -> float | None:
+    """Milliseconds from metadata as seconds, if a number from 0 to ``most_s``; else None. Pure."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return value / 1000 if 0 <= value <= most_s * 1000 else None
 
 
 def joined(start: str, text: str) -> str:

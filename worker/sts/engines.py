@@ -37,10 +37,12 @@ class DubResult:
     translated_text: str
     timings: StageTimings = field(default_factory=StageTimings)
     status: str = "success"
+    spoken_until_ms: int | None = None  # with bounds: where the fragment's last own word ends
 
 
 class Engine(Protocol):
     name: str
+    speech_bounds: bool  # decodes only a fragment's own words (metadata.context until_ms/skip_ms)
 
     def load(self) -> None: ...
     def readiness(self) -> str | None: ...
@@ -57,6 +59,7 @@ class EchoEngine:
     single fragments (fault tests)."""
 
     name = "echo"
+    speech_bounds = False
 
     def __init__(self, delay_factor: float = 0.0, delays: dict[int, float] | None = None) -> None:
         self.delay_factor = delay_factor
@@ -106,6 +109,7 @@ WARM_PHRASE = "The first words of the day."
 
 class OfflineEngine:
     name = "offline"
+    speech_bounds = True
 
     def __init__(self, model_dir: str | None = None, device: str = "cpu", compute_type: str | None = None,
                  cpu_threads: int | None = None, beam_size: int | None = None,
@@ -213,7 +217,8 @@ class OfflineEngine:
         # One decode (temperature 0): faster-whisper's fallback re-decodes by sampling at higher
         # temperatures, up to five times: one 6 s fragment took 1.75 s instead of 0.5 s, and fixed mode
         # missed deadlines with it (bench.speech, news). The text was no better on these inputs.
-        transcript = self.asr.transcribe(pcm, cfg.source_language, context.prompt if context else None, beam)
+        transcript, spoken_until = self.asr.hear(pcm, cfg.source_language, context.prompt if context else None,
+                                                 beam, context.bounds if context else None)
         t1 = time.perf_counter()
         translated = translate_in_context(transcript, context.sentence_start if context else "", cfg.source_language,
                                           cfg.target_language, self.translator.run) if transcript else ""
@@ -222,9 +227,12 @@ class OfflineEngine:
         t3 = time.perf_counter()
         timings = StageTimings(asr_ms=round((t1 - t0) * 1000), translation_ms=round((t2 - t1) * 1000),
                                tts_ms=round((t3 - t2) * 1000))
+        until_ms = None if spoken_until is None else round(spoken_until * 1000)
         if not wav:  # no speech heard: silence is the right dub, reported as partial
-            return DubResult(b"", "wav", 22050, 1, 0.0, transcript, translated, timings, status="partial")
-        return DubResult(wav, "wav", 22050, 1, wav_duration_ms(wav), transcript, translated, timings)
+            return DubResult(b"", "wav", 22050, 1, 0.0, transcript, translated, timings, status="partial",
+                             spoken_until_ms=until_ms)
+        return DubResult(wav, "wav", 22050, 1, wav_duration_ms(wav), transcript, translated, timings,
+                         spoken_until_ms=until_ms)
 
 
 # Runs Apertium over a text through a chain of modes.

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
 from worker.sts.audio import AudioError, check_audio
+from worker.sts.bounds import LastUnits
 from worker.sts.engines import Engine
 from worker.sts.metrics import StsCollector
 from worker.sts.protocol import (
@@ -60,6 +61,7 @@ class StsServer:
         self.max_sessions = max_sessions_per_connection  # streams one connection may hold open
         self.sessions: dict[Key, StreamSession] = {}
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sts-engine")
+        self.last_units = LastUnits()
         self.cond: asyncio.Condition | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.stats: dict[str, int] = {}
@@ -81,7 +83,8 @@ class StsServer:
     def capabilities(self) -> dict[str, Any]:
         return {"protocol_version": PROTOCOL_VERSION, "engine": self.engine.name, "formats": list(AUDIO_FORMATS),
                 "sample_rates_hz": list(SAMPLE_RATES), "channels": [1, 2], "binary_data": True,
-                "max_audio_bytes": self.max_audio_bytes, "namespace": self.ns}
+                "max_audio_bytes": self.max_audio_bytes, "namespace": self.ns,
+                "speech_bounds": self.engine.speech_bounds}
 
     # app -------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -293,7 +296,8 @@ class StsServer:
             session = self.sessions.get(key)  # type: ignore[call-overload]
             if session is None:
                 continue  # the client went away
-            result = await loop.run_in_executor(self.executor, process, self.engine, session, work, waiting)
+            result = await loop.run_in_executor(self.executor, process, self.engine, session, work, waiting,
+                                                self.last_units)
             if self.sessions.get(key) is not session:  # type: ignore[call-overload]
                 continue
             self.stats[result.status] = self.stats.get(result.status, 0) + 1

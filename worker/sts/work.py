@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 from worker.sts.audio import AudioError, to_m4a
 from worker.sts.beam import Room
-from worker.sts.context import SpeechContext
+from worker.sts.bounds import LastUnits
+from worker.sts.context import SpeechContext, filled
 from worker.sts.engines import Engine
 from worker.sts.protocol import ErrorInfo, FragmentData, FragmentProcessed, encode_audio
 from worker.sts.sessions import StreamSession
@@ -35,10 +36,12 @@ def wait_limit_ms(timeout_ms: int, metadata: dict[str, Any]) -> float:
     return float(timeout_ms)
 
 
-def process(engine: Engine, session: StreamSession, work: Work, waiting: int = 0) -> FragmentProcessed:
+def process(engine: Engine, session: StreamSession, work: Work, waiting: int = 0,
+            last: LastUnits | None = None) -> FragmentProcessed:
     """Run on an engine thread. A fragment that waited past its stream's timeout_ms is not worth
     dubbing any more: it fails with TIMEOUT (retryable) instead. ``waiting``: the fragments queued behind
-    it (the engine decodes with its wide beam only when there are none and the client waits long enough)."""
+    it (the engine decodes with its wide beam only when there are none and the client waits long enough).
+    ``last``: the streams' last units, for the context a unit was sent without (worker/sts/bounds.py)."""
     frag = work.fragment
     base: dict[str, Any] = {"fragment_id": frag.fragment_id, "stream_id": frag.stream_id,
                             "sequence_number": frag.sequence_number}
@@ -50,9 +53,14 @@ def process(engine: Engine, session: StreamSession, work: Work, waiting: int = 0
             code="TIMEOUT", message=f"waited {waited_ms:.0f} ms in the queue, over timeout_ms", retryable=True))
     try:
         delay = float(frag.metadata.get("echo_delay_ms", 0) or 0)
+        ctx = SpeechContext.from_metadata(frag.metadata)
+        if ctx is not None and last is not None and engine.speech_bounds:
+            ctx = filled(ctx, last.before(frag.stream_id, frag.sequence_number))
         res = engine.process(frag.audio, work.raw, session.config, delay_ms=delay, sequence=frag.sequence_number,
-                             context=SpeechContext.from_metadata(frag.metadata),
-                             room=Room(remaining_ms=limit_ms - waited_ms, waiting=waiting))
+                             context=ctx, room=Room(remaining_ms=limit_ms - waited_ms, waiting=waiting))
+        if ctx is not None and last is not None and engine.speech_bounds:
+            last.note(frag.stream_id, frag.sequence_number, res.transcript, ctx.bounds,
+                      None if res.spoken_until_ms is None else res.spoken_until_ms / 1000)
         data, fmt, rate, channels = res.audio, res.format, res.sample_rate_hz, res.channels
         if frag.audio.format == "m4a" and fmt != "m4a":  # answer in the client's format (v1.0 reads MP4)
             data, fmt = to_m4a(data, fmt, rate, channels), "m4a"
@@ -68,6 +76,10 @@ def process(engine: Engine, session: StreamSession, work: Work, waiting: int = 0
                                 "duration_variance_percent": round((res.duration_ms - original) / original * 100, 2)
                                 if original else 0.0,
                                 "speed_ratio": round(res.duration_ms / original, 4) if original else 1.0}
+    if res.spoken_until_ms is not None:
+        metadata["spoken_until_ms"] = res.spoken_until_ms
+    if ctx is not None and ctx.bounds.skip_s > 0:  # what it dropped as the unit before's word
+        metadata["skip_ms"] = round(ctx.bounds.skip_s * 1000)
     return FragmentProcessed(
         **base, status=res.status, dubbed_audio=audio, transcript=res.transcript,
         translated_text=res.translated_text, processing_time_ms=round((time.monotonic() - started) * 1000),
