@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import sacrebleu
 
-from bench.speech import librivox_audio, news_audio
+from bench.speech import corpus_inputs
 from bench.support.wer import wer, whisper_normalize
 from worker.core.speech import CutKind, CutParams, UnitCutter
 from worker.core.stats import percentile
@@ -109,13 +109,7 @@ def main() -> None:
     engine.load()
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp_s:
-        tmp = Path(tmp_s)
-        inputs = []
-        if args.corpus in ("news", "both"):
-            inputs.append(("news", *news_audio(tmp)))
-        if args.corpus in ("librivox", "both") and (lv := librivox_audio(tmp)) is not None:
-            inputs.append(("librivox", *lv))
-        for name, wav, script in inputs:
+        for name, wav, script in corpus_inputs(Path(tmp_s), args.corpus):
             pcm = track(wav)
             units = cuts(pcm, args.max)
             reference = " ".join(translate(s, "en", "es") for s in script)

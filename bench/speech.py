@@ -103,6 +103,16 @@ def librivox_audio(tmp: Path) -> tuple[Path, list[str]] | None:
     return out, lines
 
 
+def corpus_inputs(tmp: Path, corpus: str) -> list[tuple[str, Path, list[str]]]:
+    """The inputs ``corpus`` (news, librivox or both) names, made in ``tmp``: (name, wav, script)."""
+    inputs = []
+    if corpus in ("news", "both"):
+        inputs.append(("news", *news_audio(tmp)))
+    if corpus in ("librivox", "both") and (lv := librivox_audio(tmp)) is not None:
+        inputs.append(("librivox", *lv))
+    return inputs
+
+
 def to_video(wav: Path, out: Path) -> Path:
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-i", str(wav),
                     "-shortest", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-keyint_min", "50",
@@ -190,11 +200,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        inputs = []
-        if args.corpus in ("news", "both"):
-            inputs.append(("news", *news_audio(tmp)))
-        if args.corpus in ("librivox", "both") and (lv := librivox_audio(tmp)) is not None:
-            inputs.append(("librivox", *lv))
+        inputs = corpus_inputs(tmp, args.corpus)
         stack = LocalStack(StackConfig(run_dir=tmp / "run", rtmp_port=0, api_port=0, http_port=0, redis_port=0,
                                        flower_port=0, sts_port=0, engine="offline"))
         stack.start()
