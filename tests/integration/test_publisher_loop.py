@@ -8,7 +8,7 @@ import pytest
 
 from tests.support import FakeClock, fresh_pipeline
 from worker.core.models import StreamState
-from worker.core.segments import DubOutcome, ReasonCode, Segment, SegmentStatus
+from worker.core.segments import DubOutcome, Reason, ReasonCode, Segment, SegmentStatus
 from worker.pipeline.publisher import Publisher
 from worker.state.registry import Lease
 
@@ -240,3 +240,38 @@ def test_a_published_segments_files_are_removed_after_the_grace(env):
     # within the grace when the stream ended (the job's expiry takes them)
     assert not [n for n in left if n.endswith("00000.pcm") or n.endswith("00000.ts") or n == "seg0"], left
     assert {"seg1", "fallback_00001.ts", "orig_00001.pcm", "seg2"} <= set(left)
+
+
+def test_a_speech_units_files_are_removed_once_no_piece_left_needs_them(env):
+    """Speech mode: a unit's speech, its dub and its placed dub go (after the grace) once a piece that
+    starts after its dub (or, fallen back, its speech) is published; the units still under pieces to
+    come stay. Without this a stream kept them all and passed its disk quota in about 95 minutes."""
+    from worker.core.speech import CutKind
+    from worker.core.units import Unit
+    from worker.state.units import UnitBook
+
+    reg, store, settings, clock, job = env
+    job_dir, book = store.work_dir("s", job), UnitBook(reg)
+    for seq, deadline in ((0, 1007.7), (1, 1013.7), (2, 1019.7)):
+        add(reg, store, job, seq, deadline, ready=seq == 0)  # 1 and 2 go out at their deadlines
+    # 0: its dub ends under piece 0; 1: spoken under piece 0, its dub runs into piece 1; 2: fell back
+    units = {0: (1.0, 3.0, (1.2, 3.4)), 1: (3.5, 5.5, (4.0, 6.8)), 2: (6.5, 8.0, None)}
+    for seq, (start, end, dub) in units.items():
+        book.add("s", Unit(sequence=seq, start_s=start, end_s=end, cut=CutKind.PAUSE))
+        names = [f"unit_{seq:05d}.pcm", f"dub_u{seq:05d}.wav"] + ([f"placed_u{seq:05d}.pcm"] if dub else [])
+        for name in names:
+            (job_dir / name).write_bytes(b"x")
+        if dub:
+            book.place("s", seq, dub[0], dub_start_s=dub[0], dub_end_s=dub[1], dub_key=f"s/{job}/placed_u{seq:05d}.pcm")
+        else:
+            book.settle("s", seq, SegmentStatus.FALLBACK, Reason(ReasonCode.LATE, "late"))
+    reg.end_input("s", job, 0, 3, "input ended", StreamState.DRAINING)
+    reg.set_fields("s", stop_requested=1)
+    settings = settings.model_copy(update={"keep_published_s": 5.0})
+    assert run(reg, store, settings, clock, job, FakeFfmpeg(clock)) == "all pieces published"
+    left = {p.name for p in job_dir.iterdir()}
+    # piece 1 (from 6 s) went out at ~1013.7 s: unit 0 (its dub ended at 3.4 s) was queued then and removed
+    # when piece 2 went out at ~1019.7 s; units 1 (its dub under piece 1) and 2 were queued at piece 2, and
+    # were within the grace when the stream ended (the job's expiry takes them)
+    assert not {"unit_00000.pcm", "dub_u00000.wav", "placed_u00000.pcm"} & left, left
+    assert {"unit_00001.pcm", "dub_u00001.wav", "placed_u00001.pcm", "unit_00002.pcm"} <= left, left

@@ -4,7 +4,17 @@ import pytest
 
 from worker.core.models import StreamRecord, StreamState
 from worker.core.segments import LATE, DubOutcome, ReasonCode, Segment, SegmentStatus
-from worker.pipeline.publishing import Action, choose, decide, in_republish_grace, resume_point
+from worker.core.speech import CutKind
+from worker.core.units import Unit
+from worker.pipeline.publishing import (
+    Action,
+    choose,
+    decide,
+    in_republish_grace,
+    resume_point,
+    unit_done_before,
+    unit_files,
+)
 
 
 def seg(**kw):
@@ -105,3 +115,15 @@ def test_after_the_last_piece_of_a_dropped_input_it_holds_the_output_for_the_gra
 def test_a_restarted_publisher_resumes_at_the_first_segment_not_out(statuses, expected):
     segments = [seg(sequence=i, status=s) for i, s in enumerate(statuses)]
     assert resume_point(segments) == expected
+
+
+def test_a_units_files_are_done_once_its_dub_or_speech_is_behind_and_it_is_settled():
+    placed = Unit(sequence=3, start_s=10.0, end_s=12.0, cut=CutKind.PAUSE, status=SegmentStatus.PROCESSED,
+                  dub_start_s=10.5, dub_end_s=13.1)
+    assert not unit_done_before(placed, 13.0, 60)  # its dub runs under the piece from 13 s
+    assert unit_done_before(placed, 13.1, 60)
+    waiting = Unit(sequence=4, start_s=12.5, end_s=14.0, cut=CutKind.PAUSE)  # no answer yet
+    assert not unit_done_before(waiting, 20.0, 60)
+    assert unit_done_before(waiting, 74.0, 60)  # a minute behind the pieces going out: never placed now
+    assert unit_files("s/j", 4, ("pcm", "wav")) == ["s/j/unit_00004.pcm", "s/j/placed_u00004.pcm",
+                                                    "s/j/dub_u00004.pcm", "s/j/dub_u00004.wav"]

@@ -12,13 +12,15 @@ from worker.core.models import StreamRecord
 from worker.core.segments import TERMINAL, Reason, ReasonCode, Segment, SegmentStatus
 from worker.core.settings import Settings
 from worker.media.progress import ProgressLog, wall_at
-from worker.pipeline.publishing import Choice, stored_files
+from worker.pipeline.publishing import Choice, stored_files, unit_done_before, unit_files
 from worker.pipeline.sts_fragment import DUB_FORMATS
 from worker.state.registry import StreamRegistry
 from worker.state.store import SegmentStore, StoreError
+from worker.state.units import UnitBook
 
 log = logging.getLogger(__name__)
 DUB_EXTENSIONS = tuple(sorted(set(DUB_FORMATS.values())))
+UNIT_GIVE_UP_S = 60.0  # a unit this far behind the pieces going out is never placed: its files go
 
 
 class PublishLedger:
@@ -31,16 +33,33 @@ class PublishLedger:
     pending: list[tuple[float, float]]  # (media start, input wall time) of pieces not yet out
     first_start: float | None
     retired: collections.deque[tuple[float, list[str]]]  # (remove at, keys)
+    units: UnitBook
+    unit_cursor: int  # speech mode: the first unit whose files are not queued for removal yet
 
     def _retire(self, seg: Segment) -> None:
-        """Remove the files of segments published more than ``keep_published_s`` ago; queue this one's."""
+        """Remove the files of segments published more than ``keep_published_s`` ago; queue this one's, and
+        those of the speech units no piece from this one on needs."""
         now = self.clock()
-        self.retired.append((now + self.settings.keep_published_s, stored_files(seg, DUB_EXTENSIONS)))
+        keys = [*stored_files(seg, DUB_EXTENSIONS), *self._done_units(seg)]
+        self.retired.append((now + self.settings.keep_published_s, keys))
         while self.retired and self.retired[0][0] <= now:
             try:
                 self.store.remove(self.retired.popleft()[1])
             except StoreError as exc:  # the job's expiry removes them later
                 log.warning("%s: could not remove published files: %s", self.stream_id, exc)
+
+    def _done_units(self, seg: Segment) -> list[str]:
+        """The files of the units, in order, that no piece from ``seg`` on needs. Without this a speech-mode
+        stream kept every unit's speech and dubs (about 20 MB a minute of news) and passed its disk quota
+        in about an hour and a half."""
+        keys: list[str] = []
+        folder = seg.file.rsplit("/", 1)[0]
+        while (unit := self.units.get(self.stream_id, self.unit_cursor)) is not None \
+                and unit_done_before(unit, seg.start_s, UNIT_GIVE_UP_S):
+            where = unit.dub_key.rsplit("/", 1)[0] if unit.dub_key else folder
+            keys += unit_files(where, unit.sequence, DUB_EXTENSIONS)
+            self.unit_cursor += 1
+        return keys
 
     def _observe_output(self) -> None:
         """Glass-to-glass: when the publisher's ffmpeg put out a piece's first frame, minus when that

@@ -34,6 +34,7 @@ from worker.pipeline.publishing import Action, Choice, decide, resume_point
 from worker.pipeline.supervisor import INGEST, LeaseWatcher
 from worker.state.registry import Lease, StreamRegistry
 from worker.state.store import SegmentStore, StoreError
+from worker.state.units import UnitBook
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Publisher(PublishLedger):
         self.pending: list[tuple[float, float]] = []  # (media start, input wall time) of pieces not yet out
         self.first_start: float | None = None
         self.retired: collections.deque[tuple[float, list[str]]] = collections.deque()  # (remove at, keys)
+        self.units, self.unit_cursor = UnitBook(registry), 0
 
     def _record(self) -> StreamRecord | None:
         return self.registry.get(self.stream_id, with_segments=False)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from worker.core.models import StreamRecord, StreamState
 from worker.core.segments import LATE, TERMINAL, DubOutcome, Reason, Segment, SegmentStatus
 from worker.core.timing import poll_delay
+from worker.core.units import Unit
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,21 @@ def stored_files(seg: Segment, dub_extensions: tuple[str, ...]) -> list[str]:
     names = [f"orig_{seq}.pcm", f"fallback_{seq}.ts", f"fit_{seq}.pcm", f"piece_{seq}.ts",
              *(f"dub_{seq}.{ext}" for ext in dub_extensions)]
     return [seg.file, *(f"{folder}/{n}" for n in names)]
+
+
+def unit_files(folder: str, sequence: int, dub_extensions: tuple[str, ...]) -> list[str]:
+    """Every key a speech unit's chain may have put in the store (its speech, its dub as the STS service
+    sent it, the dub placed on the timeline). Pure."""
+    seq = f"{sequence:05d}"
+    return [f"{folder}/unit_{seq}.pcm", f"{folder}/placed_u{seq}.pcm",
+            *(f"{folder}/dub_u{seq}.{ext}" for ext in dub_extensions)]
+
+
+def unit_done_before(unit: Unit, start_s: float, give_up_s: float) -> bool:
+    """No piece from ``start_s`` on needs the unit's files: its dub (or, with none, its speech) ended before
+    ``start_s`` and it is settled, or it ended ``give_up_s`` before and never will be. Pure."""
+    end = unit.dub_end_s if unit.dub_end_s is not None else unit.end_s
+    return end <= start_s and (unit.settled or unit.end_s + give_up_s <= start_s)
 
 
 class Action(enum.Enum):
