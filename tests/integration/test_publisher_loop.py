@@ -251,6 +251,7 @@ def test_a_speech_units_files_are_removed_once_no_piece_left_needs_them(env):
     from worker.state.units import UnitBook
 
     reg, store, settings, clock, job = env
+    reg.set_fields("s", segmentation="speech")
     job_dir, book = store.work_dir("s", job), UnitBook(reg)
     for seq, deadline in ((0, 1007.7), (1, 1013.7), (2, 1019.7)):
         add(reg, store, job, seq, deadline, ready=seq == 0)  # 1 and 2 go out at their deadlines
@@ -275,3 +276,34 @@ def test_a_speech_units_files_are_removed_once_no_piece_left_needs_them(env):
     # were within the grace when the stream ended (the job's expiry takes them)
     assert not {"unit_00000.pcm", "dub_u00000.wav", "placed_u00000.pcm"} & left, left
     assert {"unit_00001.pcm", "dub_u00001.wav", "placed_u00001.pcm", "unit_00002.pcm"} <= left, left
+    # the record says how far files are gone, not how far they are queued: a successor queues 1 and 2 again
+    assert reg.get("s").units_retired == 1
+
+
+def test_a_publisher_that_takes_over_goes_on_removing_unit_files_where_its_predecessor_stopped(env):
+    """The cursor is on the stream's record: a successor does not read a long stream's units from the first
+    (one Redis read each, in the publisher's loop) to find the files still there."""
+    from worker.core.speech import CutKind
+    from worker.core.units import Unit
+    from worker.state.units import UnitBook
+
+    reg, store, settings, clock, job = env
+    reg.set_fields("s", segmentation="speech")
+    job_dir, book = store.work_dir("s", job), UnitBook(reg)
+    for seq in range(5):
+        add(reg, store, job, seq, 1007.7 + 6 * seq)
+    for seq in (0, 1):  # the predecessor put these out and removed units 0 and 1's files
+        reg.update_segment("s", seq, status=SegmentStatus.PROCESSED)
+    reg.set_fields("s", units_retired=2)
+    for seq, (start, end) in enumerate(((1.0, 3.0), (4.0, 5.5), (13.0, 15.0), (20.0, 22.0))):
+        book.add("s", Unit(sequence=seq, start_s=start, end_s=end, cut=CutKind.PAUSE))
+        book.settle("s", seq, SegmentStatus.FALLBACK, Reason(ReasonCode.LATE, "late"))
+        (job_dir / f"unit_{seq:05d}.pcm").write_bytes(b"x")
+    reg.end_input("s", job, 0, 5, "input ended", StreamState.DRAINING)
+    reg.set_fields("s", stop_requested=1)
+    settings = settings.model_copy(update={"keep_published_s": 5.0})
+    assert run(reg, store, settings, clock, job, FakeFfmpeg(clock)) == "all pieces published"
+    left = {p.name for p in job_dir.iterdir() if p.name.startswith("unit_")}
+    # piece 3 (from 18 s) queued unit 2 (ended at 15 s), removed when piece 4 went out; 0 and 1 were not read
+    assert left == {"unit_00000.pcm", "unit_00001.pcm", "unit_00003.pcm"}, left
+    assert reg.get("s").units_retired == 3

@@ -150,6 +150,7 @@ class StreamRecord(BaseModel):
     segmentation: Segmentation | None = None
     latency_s: float | None = None
     sealed_until_s: float | None = None  # speech mode: pieces up to here have their audio made
+    units_retired: int = 0  # speech mode: the units before this one have had their files removed
     heard_until_s: float | None = None  # speech mode: the detector has heard the input up to here
     sts_estimate_s: float | None = None  # speech mode: the STS round trip unit lengths allow for now
     hear_estimate_s: float | None = None  # speech mode: how late the detector hears the input, as they allow for

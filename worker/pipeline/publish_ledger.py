@@ -11,6 +11,7 @@ from collections.abc import Callable
 from worker.core.models import StreamRecord
 from worker.core.segments import TERMINAL, Reason, ReasonCode, Segment, SegmentStatus
 from worker.core.settings import Settings
+from worker.core.units import Segmentation, segmentation_of
 from worker.media.progress import ProgressLog, wall_at
 from worker.pipeline.publishing import Choice, stored_files, unit_done_before, unit_files
 from worker.pipeline.sts_fragment import DUB_FORMATS
@@ -21,6 +22,7 @@ from worker.state.units import UnitBook
 log = logging.getLogger(__name__)
 DUB_EXTENSIONS = tuple(sorted(set(DUB_FORMATS.values())))
 UNIT_GIVE_UP_S = 60.0  # a unit this far behind the pieces going out is never placed: its files go
+UNIT_BATCH = 64  # units read at once when their files are retired
 
 
 class PublishLedger:
@@ -32,34 +34,47 @@ class PublishLedger:
     progress: ProgressLog | None
     pending: list[tuple[float, float]]  # (media start, input wall time) of pieces not yet out
     first_start: float | None
-    retired: collections.deque[tuple[float, list[str]]]  # (remove at, keys)
+    retired: collections.deque[tuple[float, list[str], int | None]]  # (remove at, keys, units removed to)
     units: UnitBook
-    unit_cursor: int  # speech mode: the first unit whose files are not queued for removal yet
+    unit_cursor: int | None  # speech mode: the first unit whose files are not queued for removal yet
 
-    def _retire(self, seg: Segment) -> None:
+    def _retire(self, seg: Segment, rec: StreamRecord) -> None:
         """Remove the files of segments published more than ``keep_published_s`` ago; queue this one's, and
         those of the speech units no piece from this one on needs."""
         now = self.clock()
-        keys = [*stored_files(seg, DUB_EXTENSIONS), *self._done_units(seg)]
-        self.retired.append((now + self.settings.keep_published_s, keys))
+        speech = segmentation_of(rec.segmentation, self.settings.segmentation) is Segmentation.SPEECH
+        if speech and self.unit_cursor is None:  # a publisher that took over goes on where files were removed
+            self.unit_cursor = rec.units_retired
+        unit_keys = self._done_units(seg) if speech else []
+        self.retired.append((now + self.settings.keep_published_s, [*stored_files(seg, DUB_EXTENSIONS), *unit_keys],
+                             self.unit_cursor if unit_keys else None))
         while self.retired and self.retired[0][0] <= now:
+            _, keys, units_to = self.retired.popleft()
             try:
-                self.store.remove(self.retired.popleft()[1])
+                self.store.remove(keys)
             except StoreError as exc:  # the job's expiry removes them later
                 log.warning("%s: could not remove published files: %s", self.stream_id, exc)
+            if units_to is not None:  # only once they are gone: a successor queues the ones in flight again
+                self.registry.set_fields(self.stream_id, units_retired=units_to)
 
     def _done_units(self, seg: Segment) -> list[str]:
         """The files of the units, in order, that no piece from ``seg`` on needs. Without this a speech-mode
         stream kept every unit's speech and dubs (about 20 MB a minute of news) and passed its disk quota
-        in about an hour and a half."""
+        in about an hour and a half. Units are read UNIT_BATCH at a time: a publisher that takes over a
+        long stream whose record has no cursor yet catches up in a few reads, not one per unit."""
         keys: list[str] = []
         folder = seg.file.rsplit("/", 1)[0]
-        while (unit := self.units.get(self.stream_id, self.unit_cursor)) is not None \
-                and unit_done_before(unit, seg.start_s, UNIT_GIVE_UP_S):
-            where = unit.dub_key.rsplit("/", 1)[0] if unit.dub_key else folder
-            keys += unit_files(where, unit.sequence, DUB_EXTENSIONS)
-            self.unit_cursor += 1
-        return keys
+        assert self.unit_cursor is not None
+        while True:
+            batch = self.units.range(self.stream_id, self.unit_cursor, self.unit_cursor + UNIT_BATCH - 1)
+            for unit in batch:
+                if unit.sequence != self.unit_cursor or not unit_done_before(unit, seg.start_s, UNIT_GIVE_UP_S):
+                    return keys
+                where = unit.dub_key.rsplit("/", 1)[0] if unit.dub_key else folder
+                keys += unit_files(where, unit.sequence, DUB_EXTENSIONS)
+                self.unit_cursor += 1
+            if len(batch) < UNIT_BATCH:
+                return keys
 
     def _observe_output(self) -> None:
         """Glass-to-glass: when the publisher's ffmpeg put out a piece's first frame, minus when that
@@ -93,7 +108,7 @@ class PublishLedger:
         self.registry.update_segment(self.stream_id, seg.sequence, status=choice.status, published_at=self.clock(),
                                      timings_ms={"publish_slack": slack * 1000}, **reason)
         self.registry.incr(self.stream_id, "published_count")
-        self._retire(seg)
+        self._retire(seg, rec)
         self.registry.metrics.count("livedub_segments_total", status=choice.status)
         if choice.status is SegmentStatus.PROCESSED:
             self.registry.metrics.count("media_service_worker_segments_processed_total", type="audio")

@@ -76,8 +76,8 @@ class Publisher(PublishLedger):
         self.progress: ProgressLog | None = None
         self.pending: list[tuple[float, float]] = []  # (media start, input wall time) of pieces not yet out
         self.first_start: float | None = None
-        self.retired: collections.deque[tuple[float, list[str]]] = collections.deque()  # (remove at, keys)
-        self.units, self.unit_cursor = UnitBook(registry), 0
+        self.retired: collections.deque[tuple[float, list[str], int | None]] = collections.deque()
+        self.units, self.unit_cursor = UnitBook(registry), None  # the cursor: from the record, once known
 
     def _record(self) -> StreamRecord | None:
         return self.registry.get(self.stream_id, with_segments=False)
