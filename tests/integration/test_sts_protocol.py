@@ -345,3 +345,24 @@ def test_a_fragment_that_waited_past_its_budget_is_skipped_not_computed(client):
     assert done.status == "success", done.error
     for i in range(3):  # every answer in before the client closes (a binary one cut off mid-way is an error)
         assert client.wait_processed(f"busy{i}-f0", 10).status == "success"
+
+
+def test_a_fragment_about_to_be_too_late_goes_before_another_streams_turn(client):
+    """One engine thread free, two streams waiting: the stream whose client stops waiting within a second
+    (livedub's budget_ms) goes first, though the other stream's turn came first. Taking turns, the urgent
+    one waited past its budget and was skipped (TIMEOUT), a dub lost to save one that had time."""
+    for i, busy_ms in enumerate((1500, 3000, 3000)):  # one thread frees at 1.5 s, the others at 3 s
+        client.init_stream(StreamInit(stream_id=f"hold{i}"))
+        client.send_fragment(frag(0, f"hold{i}", delay_ms=busy_ms))
+    client.init_stream(StreamInit(stream_id="calm"))
+    client.send_fragment(frag(0, "calm", delay_ms=500))  # no budget: its stream's timeout_ms
+    client.init_stream(StreamInit(stream_id="hurry"))
+    hurry = frag(0, "hurry", delay_ms=500)
+    hurry.metadata["budget_ms"] = 1800
+    client.send_fragment(hurry)
+    first = client.wait_processed("hurry-f0", 10)
+    assert first.status == "success", first.error
+    assert "calm-f0" not in client.processed  # it runs after (0.5 s of work still to go)
+    assert client.wait_processed("calm-f0", 10).status == "success"
+    for i in range(3):
+        assert client.wait_processed(f"hold{i}-f0", 10).status == "success"

@@ -2,6 +2,7 @@
 the word whole; the unit after it does not say that word's rest again. Real Whisper, the real STS service
 over Socket.IO, the real speech tracker on Redis with the real Silero detector."""
 
+import math
 import re
 import subprocess
 import time
@@ -134,7 +135,8 @@ def test_the_tracker_sends_a_unit_cut_inside_speech_with_the_speech_after_it(tmp
     t = SpeechTracker("cut", job, out, registry=reg, store=store, settings=settings,
                       languages=("en", "es", "default"), latency_s=3.0, start_unit=answered,
                       start_remux=lambda w: None, detector=SpeechDetector())
-    t.start(origin_at=time.time(), delay_s=3.0, offset_s=0.0, piece_s=2.0)
+    origin = time.time()
+    t.start(origin_at=origin, delay_s=3.0, offset_s=0.0, piece_s=2.0)  # keyframes every 2 s from 0
     track = pcm48(" ".join([SENTENCE] * 2).replace(".", ""), pad_s=1.0)
     for i in range(0, len(track), CHUNK_BYTES * 8):  # the reader writes it as it comes
         with open(out / AUDIO_TRACK, "ab") as f:
@@ -151,3 +153,11 @@ def test_the_tracker_sends_a_unit_cut_inside_speech_with_the_speech_after_it(tmp
     assert all(w.skip_s == pytest.approx(0.3, abs=1e-3) for w in after), [(w.sequence, w.skip_s) for w in sent]
     assert all(w.skip_s == 0 for w in sent if w not in after)
     assert all(w.look_samples == 0 for w in sent if w not in cuts)
+    # Each dub is due when the piece that holds its latest start (start + lag) is sealed, not at that point:
+    # the client waits (and the service's queue ranks it) only as long as the answer can still be used.
+    from worker.pipeline.speech import REMUX_RESERVE_S
+
+    for w in sent:
+        piece = math.floor((w.start_s + settings.max_lag_s) / 2.0) * 2.0
+        assert w.deadline_at == pytest.approx(origin + piece + 3.0 - settings.publish_margin_s - REMUX_RESERVE_S,
+                                              abs=1e-3)

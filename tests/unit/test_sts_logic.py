@@ -80,6 +80,20 @@ def test_fair_queue_round_robin_bounded_and_pausable():
     assert q.drop("c") == ["c0", "c1"] and q.size == 0
 
 
+def test_fair_queue_serves_a_stream_due_within_the_urgent_window_before_the_turns():
+    due = {"a0": 10.0, "a1": 10.2, "b0": 2.9, "c0": 2.5, "d0": 50.0}
+    q = FairQueue(10, due=due.__getitem__, urgent_s=1.0)
+    for item in ("a0", "a1", "d0", "b0", "c0"):
+        q.put(item[0], item)
+    # at 0.0 nothing is due within 1 s: turns, as without due times
+    assert q.pop(now=0.0)[1] == "a0"
+    # at 2.0 c0 (0.5 s left) and b0 (0.9 s) are urgent: the one due first, then the other; a stream's own
+    # items keep their order (a1 is not served before a0 was)
+    assert [q.pop(now=2.0)[1] for _ in range(2)] == ["c0", "b0"]
+    assert [q.pop(now=2.0)[1] for _ in range(2)] == ["d0", "a1"]  # turns again: d's came before a's
+    assert q.pop(now=2.0) is None
+
+
 def audio(fmt="pcm_s16le", rate=16000, ch=1, data=b"\x00\x00" * 100, **kw):
     return AudioIn(format=fmt, sample_rate_hz=rate, channels=ch, duration_ms=10, data=data, **kw)
 

@@ -192,13 +192,23 @@ def unit_budget_s(start_s: float, keyframes: list[float], piece_s: float, delay_
     sealed at its start + ``delay_s`` − ``margin_s`` − ``reserve_s``, so the dub must be ready by then:
     the unit's close (by its start and its length, a pause counted in the length), heard ``hear_s`` late,
     plus the STS round trip. Keyframes after the known ones are taken to come every ``piece_s``. Pure."""
+    last = dub_piece_start_s(start_s, keyframes, piece_s, lag_s)
+    room = last + delay_s - margin_s - reserve_s - hear_s - sts_s - start_s
+    return max(floor_s, min(ceiling_s, room))
+
+
+def dub_piece_start_s(start_s: float, keyframes: list[float], piece_s: float, lag_s: float) -> float:
+    """Where the piece begins that holds ``start_s + lag_s``, the latest a dub of the unit starting at
+    ``start_s`` may start: the dub must be placed before that piece is sealed, so the unit's deadline is that
+    piece's, not its start plus the lag (up to a piece later: 0.83 s on average with 2 s pieces, measured
+    on three streams). Keyframes after the known ones are taken to come every ``piece_s``; with none known
+    before that point, ``start_s``. Pure."""
     reach = start_s + lag_s
     known = [k for k in keyframes if k <= reach]
     last = max(known) if known else start_s
     if keyframes and piece_s > 0 and max(keyframes) <= reach:
         last = max(keyframes) + math.floor((reach - max(keyframes)) / piece_s + 1e-9) * piece_s
-    room = last + delay_s - margin_s - reserve_s - hear_s - sts_s - start_s
-    return max(floor_s, min(ceiling_s, room))
+    return last
 
 
 CHAIN_SAMPLES = 20  # the last units' round trips the estimate is made from

@@ -29,6 +29,7 @@ from worker.core.speech import (
     CutUnit,
     UnitCutter,
     chain_estimate_s,
+    dub_piece_start_s,
     hear_estimate_s,
     max_unit_s,
     unit_budget_s,
@@ -204,8 +205,10 @@ class SpeechTracker:
         self.next_seq += 1
         if self.last_closed is not None:
             self.units.update(self.stream_id, self.last_closed, next_start_s=round(t0, 6))
-        deadline = piece_deadline(self.at.origin_at, t0 + self.settings.max_lag_s, self.at.delay_s,
-                                  self.settings.publish_margin_s) - REMUX_RESERVE_S
+        with self.lock:
+            reach = dub_piece_start_s(t0, list(self.keyframes), self.piece_s, self.settings.max_lag_s)
+        deadline = piece_deadline(self.at.origin_at, reach, self.at.delay_s,
+                                  self.settings.publish_margin_s) - REMUX_RESERVE_S  # that piece's seal
         unit = Unit(sequence=seq, start_s=round(t0, 6), end_s=round(t1, 6), cut=cut.kind, closed_at=now,
                     deadline_at=deadline, next_start_s=round(t1, 6) if cut.kind is CutKind.QUIET else None,
                     clear_until_s=round(((cut.free_until + self.frame0) * TRACK_FRAME + self.at.shift) / AUDIO_RATE, 6))

@@ -41,11 +41,12 @@ from worker.sts.protocol import (
     validation_message,
 )
 from worker.sts.sessions import FairQueue, QueueFull, StreamSession, backpressure, relief
-from worker.sts.work import Work, process
+from worker.sts.work import Work, process, wait_limit_ms
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (socket id, stream id)
 MONITOR_ROOM = "monitor"
+URGENT_S = 1.0  # a fragment whose client stops waiting within this goes before the streams' turns
 
 
 class StsServer:
@@ -57,7 +58,7 @@ class StsServer:
         self.ns = namespace
         self.workers = workers
         self.max_audio_bytes = max_audio_bytes
-        self.queue = FairQueue(queue_capacity, queue_bytes)
+        self.queue = FairQueue(queue_capacity, queue_bytes, due=lambda work: work.due_at, urgent_s=URGENT_S)
         self.max_sessions = max_sessions_per_connection  # streams one connection may hold open
         self.sessions: dict[Key, StreamSession] = {}
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sts-engine")
@@ -221,7 +222,9 @@ class StsServer:
             await err("INVALID_SEQUENCE", f"sequence_number {frag.sequence_number} is in flight")
             return
         try:
-            position = self.queue.put(key, Work(frag, raw, time.monotonic(), frag.audio.data is not None), len(raw))
+            now = time.monotonic()
+            due = now + wait_limit_ms(session.timeout_ms, frag.metadata) / 1000
+            position = self.queue.put(key, Work(frag, raw, now, frag.audio.data is not None, due), len(raw))
         except QueueFull as exc:
             await err("QUEUE_FULL", str(exc), retryable=True, severity="warning")
             return
@@ -289,7 +292,7 @@ class StsServer:
         while True:
             async with self.cond:
                 await self.cond.wait_for(self.queue.ready)
-                popped, waiting = self.queue.pop(), self.queue.size
+                popped, waiting = self.queue.pop(time.monotonic()), self.queue.size
             if popped is None:
                 continue
             key, work = popped

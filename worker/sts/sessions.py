@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,10 +85,18 @@ class QueueFull(Exception):
 
 class FairQueue:
     """A work queue shared by all streams, bounded in items and in bytes, served round-robin so that one
-    stream's flood cannot starve the others. Paused streams are skipped."""
+    stream's flood cannot starve the others. Paused streams are skipped.
 
-    def __init__(self, capacity: int, capacity_bytes: int = 0) -> None:
+    With ``due`` (an item's time its client stops waiting), a stream whose next item is due within
+    ``urgent_s`` goes before the streams' turns, the one due first before the others: on one engine thread,
+    a fragment that has no slack left is not made late by one that has (measured on three streams in
+    speech mode: a unit cut at its maximum length, with no slack by construction, fell back when it waited
+    behind another stream's unit that closed in a pause). Each stream's items stay in their order."""
+
+    def __init__(self, capacity: int, capacity_bytes: int = 0, due: Callable[[Any], float] | None = None,
+                 urgent_s: float = 0.0) -> None:
         self.capacity, self.capacity_bytes = capacity, capacity_bytes  # 0 bytes: no byte bound
+        self.due, self.urgent_s = due, urgent_s
         self.queues: dict[Hashable, deque[tuple[Any, int]]] = {}
         self.order: deque[Hashable] = deque()
         self.paused: set[Hashable] = set()
@@ -112,17 +120,24 @@ class FairQueue:
     def ready(self) -> bool:
         return any(q and k not in self.paused for k, q in self.queues.items())
 
-    def pop(self) -> tuple[Hashable, Any] | None:
-        for _ in range(len(self.order)):
-            key = self.order[0]
-            self.order.rotate(-1)
-            q = self.queues.get(key)
-            if q and key not in self.paused:
-                item, nbytes = q.popleft()
-                self.size -= 1
-                self.bytes -= nbytes
-                return key, item
-        return None
+    def pop(self, now: float = 0.0) -> tuple[Hashable, Any] | None:
+        """The next item: the most urgent stream's (see the class), else the next stream's in turn. That
+        stream goes to the back of the turns."""
+        turns = [k for k in self.order if self.queues.get(k) and k not in self.paused]
+        if not turns:
+            return None
+        key = turns[0]
+        if self.due is not None:
+            due = self.due
+            first = min(turns, key=lambda k: due(self.queues[k][0][0]))  # ties: in turn
+            if due(self.queues[first][0][0]) - now <= self.urgent_s:
+                key = first
+        self.order.remove(key)
+        self.order.append(key)
+        item, nbytes = self.queues[key].popleft()
+        self.size -= 1
+        self.bytes -= nbytes
+        return key, item
 
     def drop(self, key: Hashable) -> list[Any]:
         items = list(self.queues.pop(key, ()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -24,6 +25,7 @@ class Work:
     raw: bytes
     accepted_at: float
     binary: bool
+    due_at: float = math.inf  # when its client stops waiting (monotonic): the queue serves the urgent first
 
 
 def wait_limit_ms(timeout_ms: int, metadata: dict[str, Any]) -> float:
