@@ -40,12 +40,13 @@ from worker.sts.protocol import (
 # for it costs one collect that finds the timeline sealed (`late`); one given up too early costs a dub.
 CHAIN_RESERVE_S = 0.6
 UNIT_RESERVE_S = 0.1
+UNREACHABLE = frozenset({"UNREACHABLE", "NAMESPACE_MISMATCH", "UNAUTHORIZED"})
+CIRCUIT_OPEN = "CIRCUIT_OPEN"
 
 
 def reserve_s(work: DubRequest) -> float:
+    """How long before its deadline the client stops waiting for a fragment's answer."""
     return UNIT_RESERVE_S if isinstance(work, UnitWork) else CHAIN_RESERVE_S
-UNREACHABLE = frozenset({"UNREACHABLE", "NAMESPACE_MISMATCH", "UNAUTHORIZED"})
-CIRCUIT_OPEN = "CIRCUIT_OPEN"
 
 
 @dataclass(frozen=True)
