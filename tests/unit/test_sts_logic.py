@@ -94,6 +94,20 @@ def test_fair_queue_serves_a_stream_due_within_the_urgent_window_before_the_turn
     assert q.pop(now=2.0) is None
 
 
+def test_a_stream_that_calls_every_fragment_urgent_gets_its_turn_and_no_more():
+    """A client may send a small budget_ms on every fragment. It goes before the turns only once as many
+    other streams' fragments were served since its last as there are other streams waiting: while a and b
+    wait, x gets every third serving, as in plain turns, not all of them."""
+    due = {f"x{i}": 0.0 for i in range(6)} | {f"{k}{i}": 100.0 for k in "ab" for i in range(4)}
+    q = FairQueue(20, due=due.__getitem__, urgent_s=1.0)
+    for k in "abx":
+        for i in range(6 if k == "x" else 4):
+            q.put(k, f"{k}{i}")
+    served = [q.pop(now=0.0)[1] for _ in range(14)]
+    assert served == ["x0", "a0", "b0", "x1", "a1", "b1", "x2", "a2", "b2", "x3", "a3", "x4", "b3", "x5"]
+    assert q.pop(now=0.0) is None
+
+
 def audio(fmt="pcm_s16le", rate=16000, ch=1, data=b"\x00\x00" * 100, **kw):
     return AudioIn(format=fmt, sample_rate_hz=rate, channels=ch, duration_ms=10, data=data, **kw)
 

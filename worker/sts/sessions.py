@@ -91,7 +91,11 @@ class FairQueue:
     ``urgent_s`` goes before the streams' turns, the one due first before the others: on one engine thread,
     a fragment that has no slack left is not made late by one that has (measured on three streams in
     speech mode: a unit cut at its maximum length, with no slack by construction, fell back when it waited
-    behind another stream's unit that closed in a pause). Each stream's items stay in their order."""
+    behind another stream's unit that closed in a pause). Each stream's items stay in their order.
+
+    A stream may go before the turns only once as many items of other streams were served since its own
+    last one as there are other streams waiting: a client that calls every fragment urgent (a small
+    ``budget_ms``) gets its turn and no more, while a stream with an urgent item now and then still jumps."""
 
     def __init__(self, capacity: int, capacity_bytes: int = 0, due: Callable[[Any], float] | None = None,
                  urgent_s: float = 0.0) -> None:
@@ -100,6 +104,8 @@ class FairQueue:
         self.queues: dict[Hashable, deque[tuple[Any, int]]] = {}
         self.order: deque[Hashable] = deque()
         self.paused: set[Hashable] = set()
+        self.served = 0  # items popped so far
+        self.last_served: dict[Hashable, int] = {}  # a stream's last item's number among those popped
         self.size = 0
         self.bytes = 0
 
@@ -127,11 +133,16 @@ class FairQueue:
         if not turns:
             return None
         key = turns[0]
-        if self.due is not None:
+        others = len(turns) - 1
+        may_jump = [k for k in turns if k not in self.last_served  # others served since k's last >= others
+                    or self.served - self.last_served[k] - 1 >= others]
+        if self.due is not None and may_jump:
             due = self.due
-            first = min(turns, key=lambda k: due(self.queues[k][0][0]))  # ties: in turn
+            first = min(may_jump, key=lambda k: due(self.queues[k][0][0]))  # ties: in turn
             if due(self.queues[first][0][0]) - now <= self.urgent_s:
                 key = first
+        self.last_served[key] = self.served
+        self.served += 1
         self.order.remove(key)
         self.order.append(key)
         item, nbytes = self.queues[key].popleft()
@@ -144,6 +155,7 @@ class FairQueue:
         if key in self.order:
             self.order.remove(key)
         self.paused.discard(key)
+        self.last_served.pop(key, None)
         self.size -= len(items)
         self.bytes -= sum(n for _, n in items)
         return [item for item, _ in items]

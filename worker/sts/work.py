@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,7 +24,7 @@ class Work:
     raw: bytes
     accepted_at: float
     binary: bool
-    due_at: float = math.inf  # when its client stops waiting (monotonic): the queue serves the urgent first
+    due_at: float  # when its client stops waiting (monotonic, from wait_limit_ms): the queue serves the urgent first
 
 
 def wait_limit_ms(timeout_ms: int, metadata: dict[str, Any]) -> float:
@@ -40,26 +39,27 @@ def wait_limit_ms(timeout_ms: int, metadata: dict[str, Any]) -> float:
 
 def process(engine: Engine, session: StreamSession, work: Work, waiting: int = 0,
             last: LastUnits | None = None) -> FragmentProcessed:
-    """Run on an engine thread. A fragment that waited past its stream's timeout_ms is not worth
-    dubbing any more: it fails with TIMEOUT (retryable) instead. ``waiting``: the fragments queued behind
-    it (the engine decodes with its wide beam only when there are none and the client waits long enough).
+    """Run on an engine thread. A fragment that waited past its ``due_at`` (its stream's timeout_ms, or
+    the client's budget) is not worth dubbing any more: it fails with TIMEOUT (retryable) instead.
+    ``waiting``: the fragments queued behind it (the engine decodes with its wide beam only when there are
+    none and the client waits long enough).
     ``last``: the streams' last units, for the context a unit was sent without (worker/sts/bounds.py)."""
     frag = work.fragment
     base: dict[str, Any] = {"fragment_id": frag.fragment_id, "stream_id": frag.stream_id,
                             "sequence_number": frag.sequence_number}
     started = time.monotonic()
-    waited_ms = (started - work.accepted_at) * 1000
-    limit_ms = wait_limit_ms(session.timeout_ms, frag.metadata)
-    if waited_ms > limit_ms:
-        return FragmentProcessed(**base, status="failed", processing_time_ms=round(waited_ms), error=ErrorInfo(
-            code="TIMEOUT", message=f"waited {waited_ms:.0f} ms in the queue, over timeout_ms", retryable=True))
+    if started > work.due_at:
+        waited_ms = (started - work.accepted_at) * 1000
+        why = f"waited {waited_ms:.0f} ms in the queue, past its timeout_ms or budget_ms"
+        return FragmentProcessed(**base, status="failed", processing_time_ms=round(waited_ms),
+                                 error=ErrorInfo(code="TIMEOUT", message=why, retryable=True))
     try:
         delay = float(frag.metadata.get("echo_delay_ms", 0) or 0)
         ctx = SpeechContext.from_metadata(frag.metadata)
         if ctx is not None and last is not None and engine.speech_bounds:
             ctx = filled(ctx, last.before(frag.stream_id, frag.sequence_number))
         res = engine.process(frag.audio, work.raw, session.config, delay_ms=delay, sequence=frag.sequence_number,
-                             context=ctx, room=Room(remaining_ms=limit_ms - waited_ms, waiting=waiting))
+                             context=ctx, room=Room(remaining_ms=(work.due_at - started) * 1000, waiting=waiting))
         if ctx is not None and last is not None and engine.speech_bounds:
             last.note(frag.stream_id, frag.sequence_number, res.transcript, ctx.bounds,
                       None if res.spoken_until_ms is None else res.spoken_until_ms / 1000)
