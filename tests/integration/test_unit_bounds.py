@@ -155,7 +155,7 @@ def test_the_tracker_sends_a_unit_cut_inside_speech_with_the_speech_after_it(tmp
     assert all(w.look_samples == 0 for w in sent if w not in cuts)
     # Each dub is due when the piece that holds its latest start (start + lag) is sealed, not at that point:
     # the client waits (and the service's queue ranks it) only as long as the answer can still be used.
-    from worker.pipeline.speech import REMUX_RESERVE_S
+    from worker.pipeline.speech_seal import REMUX_RESERVE_S
 
     for w in sent:
         piece = math.floor((w.start_s + settings.max_lag_s) / 2.0) * 2.0

@@ -98,7 +98,7 @@ def test_a_unit_opened_before_the_first_piece_is_added_has_the_budget_of_its_key
     before the preparer hands that piece over is not cut as if no keyframe were known."""
     from worker.core.speech import unit_budget_s
     from worker.core.timing import AUDIO_RATE
-    from worker.pipeline.speech import REMUX_RESERVE_S, TRACK_FRAME
+    from worker.pipeline.speech_seal import REMUX_RESERVE_S, TRACK_FRAME
 
     *_, settings, _ = setup
     t = tracker(setup, tmp_path)  # started with the first segment at 0 s, 2 s long; no piece added yet

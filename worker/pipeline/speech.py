@@ -4,7 +4,8 @@ video piece once its audio is final.
 Runs in the ingest job, beside the reader: every poll it reads what the reader added to the track, runs
 the detector, closes units (:class:`UnitCutter`) and starts each unit's chain (STS-dispatch -> collect,
 which places the dub). Pieces (keyframe segments) come from the segment preparer; each is sealed, and
-its remux started, once no pending unit can still land in it (:func:`piece_final`) or at its deadline.
+its remux started, once no pending unit can still land in it or at its deadline (:class:`PieceSeal`,
+worker/pipeline/speech_seal.py).
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from worker.core.messages import PieceWork, UnitWork
-from worker.core.placement import UnitSpan, piece_final
-from worker.core.segments import Reason, ReasonCode, SegmentStatus
+from worker.core.placement import UnitSpan
+from worker.core.segments import SegmentStatus
 from worker.core.settings import Settings
 from worker.core.speech import (
     CHAIN_SAMPLES,
@@ -37,33 +37,22 @@ from worker.core.speech import (
 from worker.core.timing import AUDIO_RATE, FRAME_BYTES, piece_deadline
 from worker.core.units import Unit, goes_on
 from worker.media.commands import AUDIO_TRACK
-from worker.media.vad import CHUNK_BYTES, DECIMATE, FRAME, SpeechDetector
+from worker.media.vad import CHUNK_BYTES, SpeechDetector
 from worker.pipeline.prepare import copy_samples
+from worker.pipeline.speech_seal import REMUX_RESERVE_S, TRACK_FRAME, Clock, PieceSeal
 from worker.state.registry import StreamRegistry
 from worker.state.store import SegmentStore
 from worker.state.units import UnitBook
 from worker.sts.bounds import skip_after
 
 log = logging.getLogger(__name__)
-LOST = Reason(ReasonCode.LATE, "no dub came by the time the unit's start was on air")
-REMUX_RESERVE_S = 0.8  # a piece is sealed this long before its deadline at the latest
-TRACK_FRAME = FRAME * DECIMATE  # track samples per detector frame
 READ_FRAMES = 64  # at most this many frames (2 s) per read
 POLL_S = 0.05
 LATE_STEP_S = 0.5  # a unit whose dub came too late counts as the estimate it had and this much more
 HEAR_START_S = 0.2  # how late the detector is taken to hear the track until its reads say
 
 
-@dataclass(frozen=True)
-class Clock:
-    """Where this reader's clock sits: timeline = local + shift (samples); the output's origin and delay."""
-
-    origin_at: float
-    delay_s: float
-    shift: int
-
-
-class SpeechTracker:
+class SpeechTracker(PieceSeal):
     def __init__(self, stream_id: str, job_id: str, out_dir: Path, *, registry: StreamRegistry,
                  store: SegmentStore, settings: Settings, languages: tuple[str, str, str], latency_s: float,
                  start_unit: Callable[[UnitWork], None], start_remux: Callable[[PieceWork], None],
@@ -234,13 +223,6 @@ class SpeechTracker:
             skip_s=skip_after(before.spoken_until_s, unit.start_s) if before and goes else 0.0))
         log.info("%s: unit %d [%.2f, %.2f] (%s)", self.stream_id, seq, t0, t1, cut.kind.value)
 
-    # the seal ----------------------------------------------------------------
-    def add_piece(self, work: PieceWork) -> None:
-        with self.lock:
-            self.pieces.append((work, work.timeline_sample + work.audio_samples))
-            self.keyframes = [*self.keyframes[-9:], work.timeline_sample / AUDIO_RATE]
-            self.piece_s = work.audio_samples / AUDIO_RATE
-
     def longest(self, start_frame: int) -> int:
         """The longest the unit opened at ``start_frame`` may be, in detector frames, from where the video's
         keyframes put the piece its dub must reach before that piece is sealed."""
@@ -252,53 +234,6 @@ class SpeechTracker:
         budget = unit_budget_s(start_s, keyframes, piece_s, self.at.delay_s, s.max_lag_s, s.publish_margin_s,
                                REMUX_RESERVE_S, self.hear_s, self.sts_s)
         return self.cutter.params.frames(budget)
-
-    def seal_due(self) -> int:
-        """Seal, in order, the pieces whose audio is final or whose deadline is near; start their remux."""
-        if not self.pieces:
-            return 0
-        self.refresh()
-        assert self.at is not None
-        open_since = self.cutter.open_since
-        opened = None if open_since is None else (open_since + self.frame0) * TRACK_FRAME + self.at.shift
-        heard = self._heard()
-        sealed, now = 0, self.clock()
-        while self.pieces:
-            work, end = self.pieces[0]
-            final = piece_final(work.timeline_sample, end, list(self.pending.values()), opened, heard, self.tail)
-            if not final and now < work.deadline_at - REMUX_RESERVE_S:
-                break
-            with self.lock:
-                self.pieces.pop(0)
-            if self.units.seal(self.stream_id, work.sequence, round(end / AUDIO_RATE, 6)):
-                # The units whose dubs may be in it: none closed later can be placed before the seal.
-                first = min((q for q, e in self.recent if e + self.tail > work.timeline_sample), default=self.next_seq)
-                self.start_remux(work.model_copy(update={"first_unit": first, "last_unit": self.next_seq - 1}))
-                sealed += 1
-        return sealed
-
-    def refresh(self) -> None:
-        """Units settled since the last round leave ``pending`` (their round trips noted); one overdue falls
-        back."""
-        if not self.pending:
-            return
-        seqs = sorted(self.pending)
-        for u in self.units.range(self.stream_id, seqs[0], seqs[-1]):
-            if u.sequence in self.pending and u.status is not SegmentStatus.EXTRACTED:
-                del self.pending[u.sequence]
-                self._note_round_trip(u)
-        now = self.clock()
-        for seq in [s for s in self.pending if self._overdue(s, now)]:
-            # Its chain was lost (a worker died mid-task) or is that late: the original goes out under it.
-            self.units.settle(self.stream_id, seq, SegmentStatus.FALLBACK, LOST)
-            del self.pending[seq]
-            if (lost := self.units.get(self.stream_id, seq)) is not None:
-                self._note_round_trip(lost)
-
-    def _heard(self) -> int:
-        """The timeline sample the detector has heard up to."""
-        assert self.at is not None
-        return self.read_bytes // FRAME_BYTES + self.at.shift
 
     def _note_heard(self, lag_s: float) -> None:
         """A read's lag: how late the detector heard its first frame, which sets how long units may be."""
@@ -318,12 +253,3 @@ class SpeechTracker:
             self.sts_s = estimate
             self.registry.set_fields(self.stream_id, sts_estimate_s=estimate)
             log.info("%s: units now allow %.2fs for the STS round trip", self.stream_id, estimate)
-
-    def _overdue(self, seq: int, now: float) -> bool:
-        assert self.at is not None
-        span = self.pending[seq]
-        return now > self.at.origin_at + span.start / AUDIO_RATE + self.at.delay_s + self.settings.max_lag_s + 2.0
-
-    @property
-    def done(self) -> bool:
-        return not self.pieces
