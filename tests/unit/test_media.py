@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from worker.media.commands import fit_args, piece_args, publisher_args, segmenter_args
 from worker.media.parse import parse_segment_list, progress_out_time_s
 
@@ -109,3 +111,15 @@ def test_keys_in_the_urls_ffmpeg_prints_are_hidden():
     line = "[error] rtmp://127.0.0.1:1935/live//cam/in?key=VBVJafuvL-bk&x=1: Input/output error"
     assert redact_keys(line) == "[error] rtmp://127.0.0.1:1935/live//cam/in?key=…&x=1: Input/output error"
     assert redact_keys("from 'rtmp://h/live//c/out?key=abc':") == "from 'rtmp://h/live//c/out?key=…':"
+
+
+def test_wall_at_finds_when_a_progress_log_first_reached_a_media_time():
+    from worker.media.progress import wall_at
+
+    points = [(100.0, 1.0), (101.0, 2.0), (102.0, 2.0), (104.0, 4.0)]
+    assert wall_at(points, 2.0) == 101.0  # the first sample at that time, not a later repeat
+    assert wall_at(points, 3.0) == 103.0  # between samples: linear
+    assert wall_at(points, 0.5) == 99.5  # before the first sample: back from it
+    assert wall_at(points, 4.5) is None and wall_at([], 1.0) is None
+    long = [(1000.0 + i * 0.25, i * 0.25) for i in range(14_400)]
+    assert wall_at(long, 1800.1) == pytest.approx(1000.0 + 1800.1, abs=1e-6)

@@ -25,7 +25,7 @@ from worker.media.commands import AUDIO_TRACK, segmenter_args
 from worker.media.procs import ProcessRunner, stop_process
 from worker.pipeline.handover_steps import POLL_S, HandoverSteps
 from worker.pipeline.ingest_outcome import JobOutcome, Stop, StopCause, job_outcome
-from worker.pipeline.reader_steps import log_tail, progress_s
+from worker.pipeline.reader_steps import SegmentListTail, log_tail, progress_s
 from worker.pipeline.supervisor import PUBLISHER, LeaseWatcher
 from worker.pipeline.takeover import ABANDONED, Handover, Successor
 from worker.state.registry import StreamRegistry
@@ -76,6 +76,7 @@ class StreamJob(HandoverSteps):
         self.successor: Successor | None = None  # this run takes a reader over (make before break)
         self.base_s: float | None = None  # this reader's clock: server timestamps less base_s
         self.listed = 0  # entries of the reader's segment list dealt with (registered or skipped)
+        self.segment_list = SegmentListTail()
         self.skip_before: float | None = None  # a successor skips what the old reader registered
         self.last_end: float | None = None  # this reader's last registered segment's end (its clock)
         self.open_since: float | None = None  # where the segment being written began (its clock)

@@ -87,6 +87,7 @@ class PublishLedger:
             if out_at is None:
                 return
             self.pending.pop(0)
+            self.progress.forget_before(start_s - self.first_start)
             self.registry.metrics.observe("livedub_glass_to_glass_seconds", out_at - entered_at)
             self.registry.set_fields(self.stream_id, last_glass_to_glass_s=round(out_at - entered_at, 3))
 
