@@ -366,3 +366,34 @@ def test_a_fragment_about_to_be_too_late_goes_before_another_streams_turn(client
     assert client.wait_processed("calm-f0", 10).status == "success"
     for i in range(3):
         assert client.wait_processed(f"hold{i}-f0", 10).status == "success"
+
+
+def test_an_answer_that_comes_after_the_dispatch_gave_up_is_not_kept(monkeypatch):
+    """A worker's connection lives as long as its process. A late dub kept in the client stayed in memory
+    for good (an hour of three streams: one STS-dispatch process grew by 63 MB), and so did every ack."""
+    import worker.sts.client as sts_client
+    from worker.core.messages import SegmentWork
+    from worker.core.settings import load_settings
+    from worker.pipeline.sts_dispatch import StsPool, reserve_s
+
+    monkeypatch.setattr(sts_client, "KEPT", 2)
+    pcm = bytes(48000 * 4)  # 1 s of 48 kHz stereo
+
+    def work(seq, budget_s):
+        w = SegmentWork(stream_id="late", job_id="j0", sequence=seq, segment_key="late/j0/x.ts",
+                        orig_key="late/j0/o.pcm", start_s=float(seq), end_s=seq + 1.0, audio_start_sample=0,
+                        audio_samples=48000, deadline_at=0.0, source_language="en", target_language="es",
+                        voice_profile="default")
+        return w.model_copy(update={"deadline_at": time.time() + reserve_s(w) + budget_s})
+
+    with sts_server("--engine", "echo", "--echo-delay", "0=1500", token=TOKEN) as url:
+        pool = StsPool(load_settings(sts_url=url, sts_token=TOKEN, hook_insecure=True))
+        with pytest.raises(TimeoutError):  # its deadline passes while the service still works on it
+            pool.round_trip(work(0, 0.8), pcm)
+        client = pool.clients["late"]
+        wait_until(lambda: client.late_answers == 1 or None, 10, 0.05, "the late answer")
+        assert not client.processed and not any(client.inflight.values())
+        for seq in (1, 2, 3):  # the next fragments are answered as before
+            assert pool.round_trip(work(seq, 10.0), pcm).result.status == "success"
+        assert list(client.acks) == ["late-j0-2", "late-j0-3"], client.acks  # the last KEPT only
+        pool.drop("late")

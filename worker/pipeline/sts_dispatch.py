@@ -125,6 +125,7 @@ class StsPool:
                 client.send_fragment(frag)
                 result = client.wait_processed(fid, max(stop_at - clock(), 0.05))
             except (StsError, TimeoutError):
+                client.abandon(fid)  # an answer after the deadline is dropped, not kept
                 if not client.connected:
                     self.drop(work.stream_id)
                 raise

@@ -29,6 +29,8 @@ from worker.sts.protocol import (
     StreamReady,
 )
 
+KEPT = 256  # acks and errors kept for callers to look at: a connection lives as long as its worker process
+
 
 class StsError(RuntimeError):
     def __init__(self, code: str, message: str, retryable: bool = False) -> None:
@@ -91,7 +93,9 @@ class StsClient:
         self.processed: dict[str, FragmentProcessed] = {}
         self.acks: dict[str, dict[str, Any]] = {}
         self.complete: dict[str, StreamComplete] = {}
-        self.errors: list[ErrorEvent] = []
+        self.errors: list[ErrorEvent] = []  # the last KEPT to KEPT * 2
+        self.errors_dropped = 0  # errors before those
+        self.late_answers = 0  # results for fragments no caller waited for any more, dropped
         self.backpressure: list[Backpressure] = []
         self.by_fragment_error: dict[str, ErrorEvent] = {}
         self.inflight: dict[str, set[str]] = defaultdict(set)  # stream id -> fragment ids awaiting a result
@@ -155,10 +159,23 @@ class StsClient:
         self._store(self.ready, data["stream_id"], StreamReady.model_validate(data))
 
     def _on_ack(self, data: dict[str, Any]) -> None:
-        self._store(self.acks, data["fragment_id"], data)
+        with self.cond:
+            self.acks[data["fragment_id"]] = data
+            if len(self.acks) > KEPT:
+                del self.acks[next(iter(self.acks))]
 
     def _on_processed(self, data: dict[str, Any]) -> None:
-        self._store(self.processed, data["fragment_id"], FragmentProcessed.model_validate(data))
+        """A result; dropped when its fragment was abandoned (see :meth:`abandon`)."""
+        result = FragmentProcessed.model_validate(data)
+        with self.cond:
+            if not self._in_flight(result.fragment_id):
+                self.late_answers += 1
+                return
+            self.processed[result.fragment_id] = result
+            self.cond.notify_all()
+
+    def _in_flight(self, fragment_id: str) -> bool:
+        return any(fragment_id in fids for fids in self.inflight.values())
 
     def _on_complete(self, data: dict[str, Any]) -> None:
         self._store(self.complete, data["stream_id"], StreamComplete.model_validate(data))
@@ -171,8 +188,12 @@ class StsClient:
         err = ErrorEvent.model_validate(data)
         with self.cond:
             self.errors.append(err)
+            if len(self.errors) > 2 * KEPT:
+                self.errors_dropped += KEPT
+                del self.errors[:KEPT]
             for fid in self._errored(err):
-                self.by_fragment_error[fid] = err
+                if self._in_flight(fid):
+                    self.by_fragment_error[fid] = err
             self.cond.notify_all()
 
     def _errored(self, err: ErrorEvent) -> set[str]:
@@ -200,14 +221,15 @@ class StsClient:
                 self.cond.wait(min(left, 0.2))
 
     def init_stream(self, init: StreamInit, timeout_s: float = 5.0) -> StreamReady:
-        n_errors = len(self.errors)
+        seen = self.errors_dropped + len(self.errors)
         self.ready.pop(init.stream_id, None)
         self.emit("stream:init", init.to_wire())
 
         def answer() -> StreamReady | ErrorEvent | None:
             if init.stream_id in self.ready:
                 return self.ready[init.stream_id]
-            return next((e for e in self.errors[n_errors:] if e.stream_id in (init.stream_id, None)), None)
+            since = self.errors[max(seen - self.errors_dropped, 0):]
+            return next((e for e in since if e.stream_id in (init.stream_id, None)), None)
 
         result = self._wait(answer, timeout_s, "stream:ready")
         if isinstance(result, ErrorEvent):
@@ -225,20 +247,27 @@ class StsClient:
         self.emit("fragment:data", payload)
 
     def wait_processed(self, fragment_id: str, timeout_s: float) -> FragmentProcessed:
-        """The fragment's result; StsError if the server refused it; TimeoutError at the deadline."""
+        """The fragment's result; StsError if the server refused it; TimeoutError at the deadline (the
+        fragment stays in flight: wait again, or :meth:`abandon` it)."""
 
         def answer() -> FragmentProcessed | ErrorEvent | None:
             return self.processed.pop(fragment_id, None) or self.by_fragment_error.pop(fragment_id, None)
 
-        try:
-            result = self._wait(answer, timeout_s, f"fragment:processed for {fragment_id}")
-        finally:
-            with self.cond:
-                for fids in self.inflight.values():
-                    fids.discard(fragment_id)
+        result = self._wait(answer, timeout_s, f"fragment:processed for {fragment_id}")
+        self.abandon(fragment_id)
         if isinstance(result, ErrorEvent):
             raise StsError(result.code, result.message, result.retryable)
         return result
+
+    def abandon(self, fragment_id: str) -> None:
+        """Nobody waits for the fragment any more: its result, if it comes later, is dropped. Kept, every
+        late dub stayed in the worker's memory for the connection's life (an hour of three streams grew
+        one STS-dispatch process by 63 MB, 2026-11-29)."""
+        with self.cond:
+            for fids in self.inflight.values():
+                fids.discard(fragment_id)
+            self.processed.pop(fragment_id, None)
+            self.by_fragment_error.pop(fragment_id, None)
 
     def drain_backpressure(self) -> list[Backpressure]:
         """Backpressure events received since the last call."""
