@@ -9,14 +9,17 @@ as the soak) through one local stack; N holds when no segment falls back, fails 
 glass-to-glass p95 in the last minute is within 10 % of the first minute's (no backlog building up).
 The figure is the largest N that holds: the soak's test, at every step. The baseline in the same run is
 N = 1, for 120 s. Shorter steps overstate it: 14 echo streams held for 120 s, but 84 of 1,400 segments
-fell back in 10 minutes (`--seconds 120` is a quick upper bound). Stream i starts i x 6/N s after the
-first, so segment boundaries spread over the segment as independent streams' do; --burst starts all N
-at the same instant (the worst case: N segments reach the chain together).
+fell back in 10 minutes (`--seconds 120` is a quick upper bound). Stream i starts i/N of a 6 s segment
+and i/N of a 2 s keyframe interval after the first (`bench.support.load.start_offsets`), so segment
+boundaries and keyframes spread as independent streams' do; --burst starts all N at the same instant (the
+worst case: N segments reach the chain together). The soak's --aligned starts them i x 6/N s apart, as
+before 2026-11-29: with N = 3 every stream's keyframes fall at the same instants.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tempfile
 import threading
@@ -26,8 +29,9 @@ from pathlib import Path
 import redis
 
 from bench.speech import NEWS
-from bench.support.load import run_streams, shortfalls, stack_rss_mb, summarize
+from bench.support.load import by_window, run_streams, shortfalls, stack_rss_mb, start_offsets, summarize
 from worker.cli.dub import DubReport
+from worker.core.segments import SegmentStatus
 from worker.core.stats import percentile
 from worker.devstack.samples import make_video
 from worker.devstack.stack import LocalStack, StackConfig
@@ -50,7 +54,7 @@ def capacity(engine: str, max_n: int, seconds: int, burst: bool, from_n: int = 2
         stack = stack_for(tmp, engine)
         stack.start()
         best = 0
-        starts = "all at once" if burst else "6/N s apart"
+        starts = "all at once" if burst else "i/N of a segment and of a keyframe interval apart"
         try:
             print(f"{os.cpu_count()} cores, engine {engine}, {seconds}s streams, 6 s segments, starts {starts}")
             print(f"{'streams':>7} {'processed':>9} {'fallback':>8} {'failed':>6} {'lost':>4} "
@@ -58,9 +62,9 @@ def capacity(engine: str, max_n: int, seconds: int, burst: bool, from_n: int = 2
             n = 1
             while n <= max_n:
                 t0 = time.monotonic()
-                stagger = 0.0 if burst else 6.0 / n
+                offsets = [] if burst else start_offsets(n)
                 src, length = (baseline, short) if n == 1 else (video, seconds)
-                s = summarize(run_streams(stack.state(), src, n, tmp, f"c{n}-", stagger), length)
+                s = summarize(run_streams(stack.state(), src, n, tmp, f"c{n}-", offsets), length)
                 seg = s.segments
                 print(f"{n:>7} {seg.processed:>9} {seg.fallback:>8} {seg.failed:>6} {s.lost:>4} "
                       f"{s.g2g_p95_first_min_s:>12.2f}s {s.g2g_p95_last_min_s:>11.2f}s  "
@@ -76,7 +80,7 @@ def capacity(engine: str, max_n: int, seconds: int, burst: bool, from_n: int = 2
           f"streams, starts {starts}, this machine)")
 
 
-def soak(n: int, minutes: float, engine: str, news: bool = False) -> None:
+def soak(n: int, minutes: float, engine: str, news: bool = False, aligned: bool = False) -> None:
     seconds = int(minutes * 60)
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
@@ -96,7 +100,8 @@ def soak(n: int, minutes: float, engine: str, news: bool = False) -> None:
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
-            reports = run_streams(stack.state(), video, n, tmp, "soak", 6.0 / n)
+            offsets = [i * 6.0 / n for i in range(n)] if aligned else start_offsets(n)
+            reports = run_streams(stack.state(), video, n, tmp, "soak", offsets)
             s = summarize(reports, seconds)
             done.set()
             client = redis.Redis.from_url(stack.redis_url)
@@ -107,7 +112,7 @@ def soak(n: int, minutes: float, engine: str, news: bool = False) -> None:
         finally:
             done.set()
             stack.stop()
-    print(f"soak: {n} streams x {minutes} min, engine {engine}, starts 6/N s apart")
+    print(f"soak: {n} streams x {minutes} min, engine {engine}, starts at {[round(o, 2) for o in offsets]} s")
     print(f"segments {s.segments}, fallback reasons {s.fallback_reasons}, lost {s.lost}, errors {s.errors}")
     if s.units.processed + s.units.fallback + s.units.failed:
         print(f"speech units {s.units}, fallback reasons {s.unit_fallback_reasons}; unit fallbacks per stream-minute "
@@ -119,6 +124,13 @@ def soak(n: int, minutes: float, engine: str, news: bool = False) -> None:
                   f"{o.av_offset_start_ms}/{o.av_offset_end_ms} ms, problems {o.problems or 'none'}")
     print(f"glass-to-glass p95: first minute {s.g2g_p95_first_min_s:.2f}s, last minute "
           f"{s.g2g_p95_last_min_s:.2f}s")
+    if minutes >= 20:  # an hour's soak: every ten minutes, not only the first and the last
+        delays = [r.latency_series_s for r in reports if isinstance(r, DubReport)]
+        print("glass-to-glass p95 by 10 minutes: " + " ".join(f"{v:.2f}" for v in by_window(delays, 600)) + " s")
+        falls = [0] * math.ceil(seconds / 600)
+        for u in (u for r in records for u in r.units if u.status is not SegmentStatus.PROCESSED):
+            falls[min(int(u.start_s // 600), len(falls) - 1)] += 1
+        print(f"units fallen back (or failed) by 10 minutes: {falls}")
     units = [u for r in records for u in r.units]
     if trips := sorted(u.placed_at - u.closed_at for u in units if u.placed_at and u.closed_at):
         lengths = sorted(u.end_s - u.start_s for u in units)
@@ -157,11 +169,13 @@ def main() -> None:
     s.add_argument("--minutes", type=float, default=10)
     s.add_argument("--engine", default="echo")
     s.add_argument("--news", action="store_true", help="news-style sentences (bench.speech's) instead of counting")
+    s.add_argument("--aligned", action="store_true",
+                   help="start streams i x 6/N s apart, as before 2026-11-29 (3 streams: keyframes at one instant)")
     args = ap.parse_args()
     if args.mode == "capacity":
         capacity(args.engine, args.max, args.seconds, args.burst, args.from_n)
     else:
-        soak(args.streams, args.minutes, args.engine, args.news)
+        soak(args.streams, args.minutes, args.engine, args.news, args.aligned)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +31,26 @@ class LoadSummary(BaseModel):
     unit_fallback_reasons: dict[str, int] = {}
 
 
+def start_offsets(n: int, segment_s: float = 6.0, gop_s: float = 2.0) -> list[float]:
+    """When each of ``n`` streams starts, after the first: at i/n of a segment, and at i/n of a keyframe
+    interval within it, as independent encoders' keyframes fall. Starts i x 6/n s apart put three streams'
+    2 s keyframes at the same instants, so their units cut inside speech (cut by a limit the keyframes set)
+    reached the STS service together and the later fell back (soak0's 15 of 19 fallbacks, 2026-11-29).
+    Pure."""
+    return [i * segment_s / n + (i * gop_s / n - i * segment_s / n % gop_s) % gop_s for i in range(n)]
+
+
 def run_streams(state: dict[str, Any], video: Path, n: int, out_dir: Path, prefix: str,
-                stagger_s: float = 0.0) -> list[DubReport | str]:
-    """``n`` concurrent `livedub dub` runs; stream i starts ``i * stagger_s`` after the first (independent
-    streams' segment boundaries fall at different times; 0 starts them all at once, the worst burst).
-    Each is its report, or the error that stopped it."""
+                offsets: Sequence[float] = ()) -> list[DubReport | str]:
+    """``n`` concurrent `livedub dub` runs; stream i starts ``offsets[i]`` s after the first (none: all at
+    once, the worst burst; see :func:`start_offsets`). Each is its report, or the error that stopped it."""
     reports: list[DubReport | str] = ["not run"] * n
     start = threading.Event()
     t0 = [0.0]
 
     def one(i: int) -> None:
         start.wait()
-        delay = t0[0] + i * stagger_s - time.monotonic()
+        delay = t0[0] + (offsets[i] if i < len(offsets) else 0.0) - time.monotonic()
         if delay > 0:
             time.sleep(delay)  # the schedule of starts, not a wait for readiness
         try:
@@ -104,6 +113,14 @@ def shortfalls(s: LoadSummary, drift: float = 0.10) -> list[str]:
     if last > first * (1 + drift):
         out.append(f"latency drifts: p95 {first:.2f}s -> {last:.2f}s")
     return out
+
+
+def by_window(series: list[list[float]], window: int) -> list[float]:
+    """The p95 of each ``window`` seconds of several streams' per-second series, stream by stream in
+    step: whether a long run's delay stays flat from its start to its end, not only in its first and last
+    minute. Pure."""
+    length = max((len(x) for x in series), default=0)
+    return [percentile(sorted(v for x in series for v in x[i:i + window]), 95) for i in range(0, length, window)]
 
 
 def stack_rss_mb(run_dir: Path, extra_marks: tuple[str, ...] = ()) -> dict[str, float]:

@@ -307,3 +307,29 @@ def test_a_publisher_that_takes_over_goes_on_removing_unit_files_where_its_prede
     # piece 3 (from 18 s) queued unit 2 (ended at 15 s), removed when piece 4 went out; 0 and 1 were not read
     assert left == {"unit_00000.pcm", "unit_00001.pcm", "unit_00003.pcm"}, left
     assert reg.get("s").units_retired == 3
+
+
+def test_unit_files_are_retired_across_read_batches(env):
+    """Units are read UNIT_BATCH (64) at a time: 150 units all spoken under piece 0 are all queued when
+    piece 1 goes out, through three reads, and all removed (and recorded) when piece 2 does."""
+    from worker.core.speech import CutKind
+    from worker.core.units import Unit
+    from worker.pipeline.publish_ledger import UNIT_BATCH
+    from worker.state.units import UnitBook
+
+    reg, store, settings, clock, job = env
+    reg.set_fields("s", segmentation="speech")
+    job_dir, book = store.work_dir("s", job), UnitBook(reg)
+    for seq in range(3):
+        add(reg, store, job, seq, 1007.7 + 6 * seq)
+    count = 2 * UNIT_BATCH + 22
+    for seq in range(count):
+        book.add("s", Unit(sequence=seq, start_s=0.035 * seq, end_s=0.035 * seq + 0.03, cut=CutKind.PAUSE))
+        book.settle("s", seq, SegmentStatus.FALLBACK, Reason(ReasonCode.LATE, "late"))
+        (job_dir / f"unit_{seq:05d}.pcm").write_bytes(b"x")
+    reg.end_input("s", job, 0, 3, "input ended", StreamState.DRAINING)
+    reg.set_fields("s", stop_requested=1)
+    settings = settings.model_copy(update={"keep_published_s": 5.0})
+    assert run(reg, store, settings, clock, job, FakeFfmpeg(clock)) == "all pieces published"
+    left = sorted(p.name for p in job_dir.iterdir() if p.name.startswith("unit_"))
+    assert left == [] and reg.get("s").units_retired == count, (left[:3], len(left), reg.get("s").units_retired)
