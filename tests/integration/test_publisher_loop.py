@@ -283,8 +283,6 @@ def test_a_speech_units_files_are_removed_once_no_piece_left_needs_them(env):
 def test_a_publisher_that_takes_over_goes_on_removing_unit_files_where_its_predecessor_stopped(env):
     """The cursor is on the stream's record: a successor does not read a long stream's units from the first
     (one Redis read each, in the publisher's loop) to find the files still there."""
-    from worker.core.speech import CutKind
-    from worker.core.units import Unit
     from worker.state.units import UnitBook
 
     reg, store, settings, clock, job = env
@@ -295,14 +293,8 @@ def test_a_publisher_that_takes_over_goes_on_removing_unit_files_where_its_prede
     for seq in (0, 1):  # the predecessor put these out and removed units 0 and 1's files
         reg.update_segment("s", seq, status=SegmentStatus.PROCESSED)
     reg.set_fields("s", units_retired=2)
-    for seq, (start, end) in enumerate(((1.0, 3.0), (4.0, 5.5), (13.0, 15.0), (20.0, 22.0))):
-        book.add("s", Unit(sequence=seq, start_s=start, end_s=end, cut=CutKind.PAUSE))
-        book.settle("s", seq, SegmentStatus.FALLBACK, Reason(ReasonCode.LATE, "late"))
-        (job_dir / f"unit_{seq:05d}.pcm").write_bytes(b"x")
-    reg.end_input("s", job, 0, 5, "input ended", StreamState.DRAINING)
-    reg.set_fields("s", stop_requested=1)
-    settings = settings.model_copy(update={"keep_published_s": 5.0})
-    assert run(reg, store, settings, clock, job, FakeFfmpeg(clock)) == "all pieces published"
+    fallen_units(book, job_dir, ((1.0, 3.0), (4.0, 5.5), (13.0, 15.0), (20.0, 22.0)))
+    assert end_and_run(env, 5, settings.model_copy(update={"keep_published_s": 5.0})) == "all pieces published"
     left = {p.name for p in job_dir.iterdir() if p.name.startswith("unit_")}
     # piece 3 (from 18 s) queued unit 2 (ended at 15 s), removed when piece 4 went out; 0 and 1 were not read
     assert left == {"unit_00000.pcm", "unit_00001.pcm", "unit_00003.pcm"}, left
@@ -312,8 +304,6 @@ def test_a_publisher_that_takes_over_goes_on_removing_unit_files_where_its_prede
 def test_unit_files_are_retired_across_read_batches(env):
     """Units are read UNIT_BATCH (64) at a time: 150 units all spoken under piece 0 are all queued when
     piece 1 goes out, through three reads, and all removed (and recorded) when piece 2 does."""
-    from worker.core.speech import CutKind
-    from worker.core.units import Unit
     from worker.pipeline.publish_ledger import UNIT_BATCH
     from worker.state.units import UnitBook
 
@@ -323,13 +313,26 @@ def test_unit_files_are_retired_across_read_batches(env):
     for seq in range(3):
         add(reg, store, job, seq, 1007.7 + 6 * seq)
     count = 2 * UNIT_BATCH + 22
-    for seq in range(count):
-        book.add("s", Unit(sequence=seq, start_s=0.035 * seq, end_s=0.035 * seq + 0.03, cut=CutKind.PAUSE))
-        book.settle("s", seq, SegmentStatus.FALLBACK, Reason(ReasonCode.LATE, "late"))
-        (job_dir / f"unit_{seq:05d}.pcm").write_bytes(b"x")
-    reg.end_input("s", job, 0, 3, "input ended", StreamState.DRAINING)
-    reg.set_fields("s", stop_requested=1)
-    settings = settings.model_copy(update={"keep_published_s": 5.0})
-    assert run(reg, store, settings, clock, job, FakeFfmpeg(clock)) == "all pieces published"
+    fallen_units(book, job_dir, [(0.035 * seq, 0.035 * seq + 0.03) for seq in range(count)])
+    assert end_and_run(env, 3, settings.model_copy(update={"keep_published_s": 5.0})) == "all pieces published"
     left = sorted(p.name for p in job_dir.iterdir() if p.name.startswith("unit_"))
     assert left == [] and reg.get("s").units_retired == count, (left[:3], len(left), reg.get("s").units_retired)
+
+
+def fallen_units(book, job_dir, spans):
+    """Units 0, 1, ... over ``spans`` (timeline s), each fallen back with its speech file on disk."""
+    from worker.core.speech import CutKind
+    from worker.core.units import Unit
+
+    for seq, (start, end) in enumerate(spans):
+        book.add("s", Unit(sequence=seq, start_s=start, end_s=end, cut=CutKind.PAUSE))
+        book.settle("s", seq, SegmentStatus.FALLBACK, Reason(ReasonCode.LATE, "late"))
+        (job_dir / f"unit_{seq:05d}.pcm").write_bytes(b"x")
+
+
+def end_and_run(env, pieces, settings):
+    """The input ended after ``pieces`` and a stop was asked for: run the publisher to its end."""
+    reg, store, _, clock, job = env
+    reg.end_input("s", job, 0, pieces, "input ended", StreamState.DRAINING)
+    reg.set_fields("s", stop_requested=1)
+    return run(reg, store, settings, clock, job, FakeFfmpeg(clock))
