@@ -6,7 +6,10 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable
+from operator import itemgetter
 from typing import IO
+
+_MEDIA = itemgetter(1)  # a (wall time, media time) sample's media time
 
 
 class ProgressLog:
@@ -32,19 +35,15 @@ class ProgressLog:
         """Drop the samples before ``media_s`` but the last of them (kept to interpolate from): a publisher
         asks only about pieces still to come, and an hour of output is 14,400 samples. The reading thread
         only appends, so the samples cut are never the ones it writes."""
-        if (i := bisect_left(self.points, media_s, key=_media)) > 1:
+        if (i := bisect_left(self.points, media_s, key=_MEDIA)) > 1:
             del self.points[: i - 1]
-
-
-def _media(point: tuple[float, float]) -> float:
-    return point[1]
 
 
 def wall_at(points: list[tuple[float, float]], media_s: float) -> float | None:
     """When a progress log first reached ``media_s`` (linear between samples). A binary search: the
     publisher asks for every piece, and building the list of media times each time cost CPU in
     proportion to the output's age. Pure."""
-    i = bisect_left(points, media_s, key=_media)
+    i = bisect_left(points, media_s, key=_MEDIA)
     if i >= len(points):
         return None
     if i == 0:
