@@ -78,7 +78,7 @@ def _enqueue(stream_id: str, job_id: str, task_id: str, args: list[object]) -> N
 def _wait_for_reader(stream_id: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        rec = registry().get(stream_id)
+        rec = registry().get(stream_id, with_segments=False)
         if rec is None or rec.reader_connected_at is not None or not rec.state.active:
             return
         time.sleep(0.05)
@@ -88,10 +88,10 @@ def _wait_for_reader(stream_id: str, timeout_s: float) -> None:
 
 def stop_stream(stream_id: str, reason: str) -> tuple[dict[str, Any], int]:
     """Mark the stream draining: its job finishes what it has and ends."""
-    rec = registry().get(stream_id)
+    rec = registry().get(stream_id, with_segments=False)
     if rec is None:
         abort(404, description=f"unknown stream {stream_id!r}")
     if rec.state in (StreamState.STARTING, StreamState.LIVE):
         registry().mark_draining(stream_id, rec.job_id, reason)
-        rec = registry().get(stream_id) or rec
+        rec = registry().get(stream_id, with_segments=False) or rec
     return {"stream_id": stream_id, "job_id": rec.job_id, "state": rec.state.value}, 200

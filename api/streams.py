@@ -11,6 +11,8 @@ from api.deps import registry, settings, stream_keys
 from api.lifecycle import stream_options
 from worker.core.models import StreamRecord
 from worker.core.naming import InvalidStreamPath, rtmp_url, validate_stream_id, with_key
+from worker.core.paging import InvalidPage, parse_page
+from worker.state.pages import read_page
 
 bp = Blueprint("streams", __name__, url_prefix="/v1/streams")
 
@@ -28,7 +30,7 @@ def _id(stream_id: str) -> str:
 
 
 def _get(stream_id: str) -> StreamRecord:
-    rec = registry().get(_id(stream_id))
+    rec = registry().get(_id(stream_id), with_segments=False)
     if rec is None:
         abort(404, description=f"unknown stream {stream_id!r}")
     return rec
@@ -42,7 +44,8 @@ def _urls(stream_id: str, key: str) -> dict[str, str]:
 
 @bp.get("")
 def list_streams() -> Any:
-    return jsonify(streams=[r.model_dump(mode="json", exclude={"segments", "units"}) for r in registry().list()])
+    listed = {"segments", "units", "segments_total", "units_total"}
+    return jsonify(streams=[r.model_dump(mode="json", exclude=listed) for r in registry().list()])
 
 
 @bp.post("")
@@ -88,7 +91,11 @@ def revoke(stream_id: str) -> Any:
 
 @bp.get("/<stream_id>")
 def get_stream(stream_id: str) -> Any:
-    rec = registry().get(_id(stream_id))
+    try:
+        page = parse_page(request.args)
+    except InvalidPage as exc:
+        abort(400, description=str(exc))
+    rec = read_page(registry(), _id(stream_id), page)
     if rec is not None:
         return jsonify(rec.model_dump(mode="json"))
     conf = stream_keys().get(stream_id)

@@ -103,12 +103,15 @@ function renderUnits(s) {
   }).join("");
 }
 
+const DETAIL_LIMIT = 120;
+
 async function tick() {
   try {
     const {streams} = await getJSON("/v1/streams");
     renderStreams(streams);
     if (selected) {
-      const s = await getJSON(`/v1/streams/${encodeURIComponent(selected)}`);
+      // the newest pieces and units only: a stream hours old has thousands of each (the API pages them)
+      const s = await getJSON(`/v1/streams/${encodeURIComponent(selected)}?limit=${DETAIL_LIMIT}`);
       renderDetail(s);
       renderUnits(s);
     }

@@ -8,13 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from worker.cli.dub import auth_headers, stream_key
+from worker.cli.dub import auth_headers, stream_key, wait_stream_over
 from worker.core.naming import rtmp_url, with_key
 from worker.devstack.samples import make_video
 from worker.devstack.stack import LocalStack, StackConfig
-from worker.media.procs import wait_until
 
 DEMO_TEXT = ("Good morning everyone. Today we will talk about the weather and the news. "
              "The city council met this afternoon to discuss the new park and the library. "
@@ -38,12 +35,7 @@ def run_demo(run_dir: Path, seconds: int, echo: Callable[[str], None] = print) -
         if pub.returncode != 0:
             echo(f"publisher failed with exit {pub.returncode}")
 
-        def done() -> dict[str, Any] | None:
-            rec: dict[str, Any] = requests.get(f"{stack.api_url}/v1/streams/demo", timeout=5,
-                                               headers=auth_headers(state)).json()
-            return rec if rec.get("state") in ("ended", "failed") else None
-
-        record: dict[str, Any] = wait_until(done, 60, 0.3, "the demo stream to end")
+        record = wait_stream_over(stack.api_url, "demo", 60, lambda: None, auth_headers(state))
         echo(json.dumps(record, indent=2))
         return record
     finally:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from worker.cli.recorder import Recorder
 from worker.core.models import StreamRecord
 from worker.core.naming import rtmp_url, validate_stream_id, with_key
+from worker.core.paging import MAX_LIMIT
 from worker.core.segments import SegmentStatus
 from worker.core.stats import percentile
 from worker.media.analyze import analyze_file
@@ -112,7 +113,7 @@ def run_dub(input_path: Path, output: Path, state: dict[str, Any], stream_id: st
             if time.monotonic() - started > limit:
                 raise TimeoutError("publishing took too long")
             time.sleep(0.2)
-        record = _wait_stream_over(api, sid, limit, recorder.tick, auth_headers(state))
+        record = wait_stream_over(api, sid, limit, recorder.tick, auth_headers(state))
         recorder.finish()
     finally:
         if publisher.poll() is None:
@@ -144,16 +145,36 @@ def stream_key(state: dict[str, Any], sid: str, options: dict[str, Any]) -> str 
     return key
 
 
-def _wait_stream_over(api: str, sid: str, timeout_s: float, tick: Callable[[], None],
-                      headers: dict[str, str]) -> dict[str, Any]:
-    def over() -> dict[str, Any] | None:
-        tick()
-        resp = requests.get(f"{api}/v1/streams/{sid}", timeout=5, headers=headers)
-        rec: dict[str, Any] = resp.json() if resp.status_code == 200 else {}
-        return rec if rec.get("state") in ("ended", "failed") else None
+def whole_record(api: str, sid: str, headers: dict[str, str], page_size: int = MAX_LIMIT) -> dict[str, Any]:
+    """The stream's record with every segment and unit: the API pages them, so read forwards until a page
+    comes back short."""
+    after = {"after_segment": -1, "after_unit": -1}
+    segments: list[dict[str, Any]] = []
+    units: list[dict[str, Any]] = []
+    while True:
+        resp = requests.get(f"{api}/v1/streams/{sid}", params={"limit": page_size, **after}, timeout=10,
+                            headers=headers)
+        resp.raise_for_status()
+        page: dict[str, Any] = resp.json()
+        for got, name, into in ((page.get("segments", []), "after_segment", segments),
+                                (page.get("units", []), "after_unit", units)):
+            if got and got[0]["sequence"] <= after[name]:  # an API that does not page: do not go round forever
+                raise RuntimeError(f"stream {sid}: the API sent {name.split('_')[1]}s already read")
+            into.extend(got)
+            after[name] = got[-1]["sequence"] if got else after[name]
+        if len(page.get("segments", [])) < page_size and len(page.get("units", [])) < page_size:
+            return {**page, "segments": segments, "units": units}
 
-    result: dict[str, Any] = wait_until(over, timeout_s, 0.3, f"stream {sid} to end")
-    return result
+
+def wait_stream_over(api: str, sid: str, timeout_s: float, tick: Callable[[], None],
+                      headers: dict[str, str]) -> dict[str, Any]:
+    def over() -> bool:
+        tick()  # the record's fields only: its segments and units are read once, at the end
+        resp = requests.get(f"{api}/v1/streams/{sid}", params={"limit": 0}, timeout=5, headers=headers)
+        return resp.status_code == 200 and resp.json().get("state") in ("ended", "failed")
+
+    wait_until(over, timeout_s, 0.3, f"stream {sid} to end")
+    return whole_record(api, sid, headers)
 
 
 def report(sid: str, record: dict[str, Any], output: Path, inp: list[tuple[float, float]],

@@ -188,6 +188,9 @@ class StreamRecord(BaseModel):
     takeover_seam_seq: int | None = None  # the sequence the new reader goes on with
     segments: list[Segment] = Field(default_factory=list)
     units: list[Unit] = Field(default_factory=list)  # speech mode
+    # A paged read (GET /v1/streams/<id>) lists some of the segments and units, and says how many there are.
+    segments_total: int | None = None
+    units_total: int | None = None
 
     @classmethod
     def from_redis(cls, fields: dict[str, str], segments: list[Segment] | None = None,

@@ -9,7 +9,7 @@ from typing import NamedTuple
 from worker.core.models import StreamRecord
 from worker.core.segments import Segment
 
-RECORD_FIELDS = frozenset(StreamRecord.model_fields) - {"segments", "units"}
+RECORD_FIELDS = frozenset(StreamRecord.model_fields) - {"segments", "units", "segments_total", "units_total"}
 SEGMENT_FIELDS = frozenset(Segment.model_fields)
 
 
