@@ -9,7 +9,7 @@ from flask import Blueprint, abort, jsonify, request
 from api.auth import Role, require_role
 from api.deps import registry, settings, stream_keys
 from api.lifecycle import stream_options
-from worker.core.models import StreamRecord
+from worker.core.models import LISTED_FIELDS, StreamRecord
 from worker.core.naming import InvalidStreamPath, rtmp_url, validate_stream_id, with_key
 from worker.core.paging import InvalidPage, parse_page
 from worker.state.pages import read_page
@@ -44,8 +44,7 @@ def _urls(stream_id: str, key: str) -> dict[str, str]:
 
 @bp.get("")
 def list_streams() -> Any:
-    listed = {"segments", "units", "segments_total", "units_total"}
-    return jsonify(streams=[r.model_dump(mode="json", exclude=listed) for r in registry().list()])
+    return jsonify(streams=[r.model_dump(mode="json", exclude=set(LISTED_FIELDS)) for r in registry().list()])
 
 
 @bp.post("")

@@ -14,14 +14,12 @@ For a stream 1 minute, 1 hour and 10 hours old: ms a read (Redis, parse, JSON) a
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 
 import redis
 from flask import Flask, jsonify
@@ -30,7 +28,7 @@ from worker.core.paging import Page
 from worker.core.segments import Segment, SegmentStatus
 from worker.core.speech import CutKind
 from worker.core.units import Unit
-from worker.media.procs import wait_until
+from worker.devstack.stack import LocalStack, StackConfig
 from worker.state.pages import read_page
 from worker.state.registry import StreamRegistry
 from worker.state.units import UnitBook
@@ -44,27 +42,15 @@ TIMINGS = {"extract": 41.0, "sts_rtt": 912.0, "collect": 150.0, "remux": 230.0}
 
 @contextmanager
 def redis_server() -> Iterator[redis.Redis]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    """The local stack's Redis, alone."""
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
-                                 "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp],
-                                stdout=subprocess.DEVNULL)
+        stack = LocalStack(StackConfig(run_dir=Path(tmp) / "run", rtmp_port=0, api_port=0, http_port=0,
+                                       redis_port=0, flower_port=0, roles=frozenset({"redis"})))
+        stack.start()
         try:
-            client = redis.Redis(port=port)
-            wait_until(lambda: _pings(client), 10, 0.05, "redis-server")
-            yield client
+            yield redis.Redis.from_url(stack.redis_url)
         finally:
-            proc.terminate()
-            proc.wait(10)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
+            stack.stop()
 
 
 def fill(reg: StreamRegistry, sid: str, age_s: int) -> None:

@@ -149,21 +149,22 @@ def whole_record(api: str, sid: str, headers: dict[str, str], page_size: int = M
     """The stream's record with every segment and unit: the API pages them, so read forwards until a page
     comes back short."""
     after = {"after_segment": -1, "after_unit": -1}
-    segments: list[dict[str, Any]] = []
-    units: list[dict[str, Any]] = []
+    lists: dict[str, list[dict[str, Any]]] = {"segments": [], "units": []}
     while True:
         resp = requests.get(f"{api}/v1/streams/{sid}", params={"limit": page_size, **after}, timeout=10,
                             headers=headers)
         resp.raise_for_status()
         page: dict[str, Any] = resp.json()
-        for got, name, into in ((page.get("segments", []), "after_segment", segments),
-                                (page.get("units", []), "after_unit", units)):
-            if got and got[0]["sequence"] <= after[name]:  # an API that does not page: do not go round forever
-                raise RuntimeError(f"stream {sid}: the API sent {name.split('_')[1]}s already read")
+        full = False
+        for name, into in lists.items():
+            got, cursor = page.get(name, []), f"after_{name[:-1]}"
+            if got and got[0]["sequence"] <= after[cursor]:  # an API that does not page: do not go round forever
+                raise RuntimeError(f"stream {sid}: the API sent {name} already read")
             into.extend(got)
-            after[name] = got[-1]["sequence"] if got else after[name]
-        if len(page.get("segments", [])) < page_size and len(page.get("units", [])) < page_size:
-            return {**page, "segments": segments, "units": units}
+            after[cursor] = got[-1]["sequence"] if got else after[cursor]
+            full = full or len(got) >= page_size
+        if not full:
+            return {**page, **lists}
 
 
 def wait_stream_over(api: str, sid: str, timeout_s: float, tick: Callable[[], None],

@@ -120,6 +120,10 @@ class StreamConf(BaseModel):
     rotated_at: float | None = None
 
 
+# StreamRecord's fields that are not the record's own (Redis keeps them apart, a read fills them in).
+LISTED_FIELDS = frozenset({"segments", "units", "segments_total", "units_total"})
+
+
 class StreamRecord(BaseModel):
     """The registry's view of a stream, as ``GET /v1/streams/<id>`` shows it."""
 

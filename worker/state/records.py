@@ -6,10 +6,10 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
-from worker.core.models import StreamRecord
+from worker.core.models import LISTED_FIELDS, StreamRecord
 from worker.core.segments import Segment
 
-RECORD_FIELDS = frozenset(StreamRecord.model_fields) - {"segments", "units", "segments_total", "units_total"}
+RECORD_FIELDS = frozenset(StreamRecord.model_fields) - LISTED_FIELDS
 SEGMENT_FIELDS = frozenset(Segment.model_fields)
 
 
