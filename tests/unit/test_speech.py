@@ -29,6 +29,20 @@ def test_a_unit_closes_in_a_pause_once_it_is_long_enough():
     assert units[1].start == 15 and units[1].kind is CutKind.PAUSE
 
 
+def test_a_unit_that_closes_in_a_pause_ends_where_the_energy_falls_not_on_a_words_soft_end():
+    params = CutParams(frame_s=0.1, min_pause_s=0.5, min_unit_s=1.0, max_unit_s=3.0, flush_pause_s=0.8, pad_s=0.1)
+    cutter = UnitCutter(params)
+    # The detector hears a pause from frame 12, but frames 12-13 still carry the word's last sound.
+    energies = [1.0] * 12 + [0.6, 0.6] + [0.01] * 6
+    units = cutter.feed([0.9] * 12 + [0.05] * 8, energies)
+    assert [(u.start, u.end, u.kind) for u in units] == [(0, 15, CutKind.PAUSE)]
+    # A clean pause (equal energies, or a codec's noise under the floor of silence): the unit ends one pad
+    # after the speech, as the detector heard it.
+    assert run("ssssssssssss..........")[0].end == 13
+    hiss = [1.0] * 12 + [8e-5, 9e-5, 2e-5, 1e-5, 3e-5, 1e-5, 1e-5, 1e-5]
+    assert UnitCutter(params).feed([0.9] * 12 + [0.05] * 8, hiss)[0].end == 13
+
+
 def test_a_short_word_is_not_dubbed_alone_across_a_short_pause():
     units = run("sss..ssssssssss.........")
     assert len(units) == 1  # "Yes. ..." and what follows: one unit

@@ -1,9 +1,10 @@
 """Speech units: where a unit of speech closes, given the voice-activity detector's frames. Pure.
 
 The detector gives one speech probability and one energy per 32 ms frame. A unit opens at speech and
-closes in a pause long enough (``min_pause_s``) once it is at least ``min_unit_s`` long; a unit that
-reaches ``max_unit_s`` without such a pause is cut at its quietest stretch. A short unit followed by a long
-silence (``flush_pause_s``) closes as it is. Silence and music never make a unit.
+closes in a pause long enough (``min_pause_s``) once it is at least ``min_unit_s`` long, at the pause's
+quietest stretch; a unit that reaches ``max_unit_s`` without such a pause is cut at its quietest stretch. A
+short unit followed by a long silence (``flush_pause_s``) closes as it is. Silence and music never make a
+unit.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ class CutKind(enum.StrEnum):
     PAUSE = "pause"  # in a pause after at least min_unit_s of speech
     QUIET = "quiet"  # at max_unit_s, at the quietest point (no pause came)
     END = "end"  # the input ended (or the reader was handed over)
+
+
+SILENCE_FLOOR = 1e-4  # a frame's RMS (full scale 1) below this is silence, as a codec leaves it
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ class UnitCutter:
             pause = now - self.silence_from
             if (pause >= p.frames(p.min_pause_s) and length >= p.frames(p.min_unit_s)) \
                     or pause >= p.frames(p.flush_pause_s):
-                return self._emit(min(self.silence_from + p.frames(p.pad_s), now), now, CutKind.PAUSE)
+                return self._emit(self._pause_end(now), now, CutKind.PAUSE)
             if length + pause < self._limit():
                 return None
         elif now - self.start < self._limit():
@@ -113,6 +117,26 @@ class UnitCutter:
         # At the maximum length with no pause: cut at the quietest stretch of the second half.
         cut = quietest(self.energies, p.frames(p.min_unit_s))
         return self._emit(self.start + cut, self.start + cut, CutKind.QUIET, reopen=True)
+
+    def _pause_end(self, now: int) -> int:
+        """Where a unit that closes in the pause heard so far ends: from the speech's end padded by
+        ``pad_s``, at the first 96 ms of the pause's first ``min_pause_s`` as quiet as its quietest (twice
+        its level, give or take the floor of silence a codec leaves). The detector's pause can begin on a
+        word's soft end (the "m" of "them"), where the energy is still that of speech: the gap between the
+        words is where the energy falls. In a clean pause that is one pad after the speech."""
+        assert self.start is not None and self.silence_from is not None
+        p = self.params
+        first = min(self.silence_from + p.frames(p.pad_s), now)
+        last = min(self.silence_from + p.frames(p.min_pause_s), now)
+        start = self.start
+
+        def level(i: int) -> float:
+            around = self.energies[max(0, i - 1 - start): i + 2 - start]
+            return sum(around) / len(around) if around else 0.0
+
+        levels = [(i, level(i)) for i in range(first, last)]
+        floor = min((lv for _, lv in levels), default=0.0)
+        return next((i for i, lv in levels if lv <= 2 * floor + SILENCE_FLOOR), first)
 
     def _limit(self) -> int:
         assert self.start is not None
