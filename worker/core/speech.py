@@ -127,7 +127,8 @@ class UnitCutter:
         assert self.start is not None and self.silence_from is not None
         p = self.params
         first = min(self.silence_from + p.frames(p.pad_s), now)
-        last = min(self.silence_from + p.frames(p.min_pause_s), now)
+        # at most a pad before now: speech that resumes now opens the next unit a pad before it
+        last = min(self.silence_from + p.frames(p.min_pause_s), now - p.frames(p.pad_s) + 1)
         start = self.start
 
         def level(i: int) -> float:
