@@ -41,12 +41,13 @@ def test_a_unit_that_closes_in_a_pause_ends_where_the_energy_falls_not_on_a_word
     assert run("ssssssssssss..........")[0].end == 13
     hiss = [1.0] * 12 + [8e-5, 9e-5, 2e-5, 1e-5, 3e-5, 1e-5, 1e-5, 1e-5]
     assert UnitCutter(params).feed([0.9] * 12 + [0.05] * 8, hiss)[0].end == 13
-    # Speech that resumes as the unit closes opens the next unit a pad before it: the unit ends before that.
+    # Speech that resumes as the unit closes, after the pause's quietest frame: the next unit starts where
+    # this one ended, not a pad before its speech, so the two never overlap.
     padded = CutParams(frame_s=0.1, min_pause_s=0.5, min_unit_s=1.0, max_unit_s=3.0, flush_pause_s=0.8, pad_s=0.2)
     cutter = UnitCutter(padded)
     units = cutter.feed([0.9] * 12 + [0.05] * 5 + [0.9] * 12 + [0.05] * 8,
                         [1.0] * 12 + [0.6, 0.6, 0.6, 0.05, 0.0] + [1.0] * 12 + [0.0] * 8)
-    assert [(u.start, u.end) for u in units] == [(0, 14), (15, 31)]
+    assert [(u.start, u.end) for u in units] == [(0, 16), (16, 31)]
 
 
 def test_a_short_word_is_not_dubbed_alone_across_a_short_pause():

@@ -62,6 +62,7 @@ class UnitCutter:
     speaking: bool = False
     silence_from: int | None = None  # the current pause's first frame (inside an open unit)
     speech_from: int | None = None  # the open unit's first frame of speech
+    ended: int = 0  # where the last unit that closed in a pause ended: the next one starts there at the earliest
     energies: list[float] = field(default_factory=list)  # the open unit's frames' energy
     # The longest a unit starting at a frame may be, in frames (where the video's keyframes fall makes it
     # differ from unit to unit); None: params.max_unit_s for every unit.
@@ -77,7 +78,7 @@ class UnitCutter:
             self.speaking = speech
             if self.start is None:
                 if speech:
-                    self.start, self.silence_from, self.energies = max(0, i - p.frames(p.pad_s)), None, []
+                    self.start, self.silence_from = max(0, i - p.frames(p.pad_s), self.ended), None
                     self.speech_from = i
                     self.energies = [0.0] * (i - self.start)
                     self.energies.append(energy)
@@ -127,8 +128,7 @@ class UnitCutter:
         assert self.start is not None and self.silence_from is not None
         p = self.params
         first = min(self.silence_from + p.frames(p.pad_s), now)
-        # at most a pad before now: speech that resumes now opens the next unit a pad before it
-        last = min(self.silence_from + p.frames(p.min_pause_s), now - p.frames(p.pad_s) + 1)
+        last = min(self.silence_from + p.frames(p.min_pause_s), now)
         start = self.start
 
         def level(i: int) -> float:
@@ -155,6 +155,7 @@ class UnitCutter:
             # its speech: from the cut, unless a pause that began at or before the cut still lasts
             self.speech_from = None if self.silence_from == end else end
         else:
+            self.ended = end
             self._reset()
         return unit
 
