@@ -129,13 +129,7 @@ class UnitCutter:
         p = self.params
         first = min(self.silence_from + p.frames(p.pad_s), now)
         last = min(self.silence_from + p.frames(p.min_pause_s), now)
-        start = self.start
-
-        def level(i: int) -> float:
-            around = self.energies[max(0, i - 1 - start): i + 2 - start]
-            return sum(around) / len(around) if around else 0.0
-
-        levels = [(i, level(i)) for i in range(first, last)]
+        levels = [(i, level_at(self.energies, i - self.start)) for i in range(first, last)]
         floor = min((lv for _, lv in levels), default=0.0)
         return next((i for i, lv in levels if lv <= 2 * floor + SILENCE_FLOOR), first)
 
@@ -180,20 +174,21 @@ class UnitCutter:
         return self.start
 
 
+def level_at(energies: list[float], i: int, span: int = 3) -> float:
+    """The mean energy of the ``span`` frames around frame ``i`` (those there are; ``i`` must be one). Pure."""
+    side = span // 2
+    around = energies[max(0, i - side): i + side + 1]
+    return sum(around) / len(around)
+
+
 def quietest(energies: list[float], min_len: int, span: int = 3) -> int:
     """The index of the quietest frame from ``min_len`` (or the second half) on, by the mean energy of the
     ``span`` frames around it (96 ms): a gap between words, not the one silent frame of a stop consonant's
     closure inside a word. Ties go to the latest, so a cut leaves the longer unit before it. Pure."""
     lo = min(max(min_len, len(energies) // 2), max(len(energies) - 1, 0))
-    side = span // 2
-
-    def level(i: int) -> float:
-        around = energies[max(0, i - side): i + side + 1]
-        return sum(around) / len(around)
-
-    best, best_level = lo, level(lo) if energies else 0.0
+    best, best_level = lo, level_at(energies, lo, span) if energies else 0.0
     for i in range(lo, len(energies)):
-        if (here := level(i)) <= best_level:
+        if (here := level_at(energies, i, span)) <= best_level:
             best, best_level = i, here
     return max(best, 1)
 
