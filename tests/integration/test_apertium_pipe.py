@@ -33,6 +33,10 @@ def test_the_running_pipeline_translates_as_apertium_does():
         rest = translate_in_context("met this afternoon.", "The city council", "en", "es", translator.run)
         assert rest == translate_in_context("met this afternoon.", "The city council", "en", "es")
         assert rest and not rest.lower().startswith("el ayuntamiento"), rest
+        # "at" was dubbed "en" before the sentence's end was known; the whole says "al final del mes"
+        rest = translate_in_context("The end of the month.", "The council will vote on the final plan at", "en",
+                                    "es", translator.run)
+        assert rest == "al final del mes.", rest  # alone: "El fin del mes."
     finally:
         translator.close()
 

@@ -45,6 +45,10 @@ def test_the_prompt_ends_a_sentence_after_a_pause_and_goes_on_after_a_cut():
 def test_joined_continues_the_sentence():
     assert joined("The city council", "Met this afternoon.") == "The city council met this afternoon."
     assert joined("", "Met.") == "Met."
+    assert joined("Snow on Friday and", "Saturday, drivers.") == "Snow on Friday and Saturday, drivers."
+    assert joined("It rains in", "June.") == "It rains in June."  # a name Apertium knows only with its capital
+    assert joined("It", "May rain.") == "It may rain."
+    assert joined("So", "I said.") == "So I said."
 
 
 def test_the_beginning_is_taken_off_the_whole_translation():
@@ -52,3 +56,17 @@ def test_the_beginning_is_taken_off_the_whole_translation():
     assert strip_prefix("El ayuntamiento.", "el Ayuntamiento, cumplió") == "cumplió"
     assert strip_prefix("La ciudad", "El ayuntamiento cumplió") is None  # reordered: no clean cut
     assert strip_prefix("El ayuntamiento", "El ayuntamiento") is None
+
+
+def test_the_beginnings_last_words_may_be_said_again_as_the_whole_sentence_says_them():
+    """Apertium translated "...the final plan at" alone as "...el plan final en", and the whole sentence
+    "...at the end of the month" as "...el plan final al final del mes": the rest starts where the two
+    part, not at a translation of "the end of the month" alone ("El fin del mes")."""
+    start = "El consejo votará en el plan final en"
+    assert strip_prefix(start, "El consejo votará en el plan final al final del mes.") == "al final del mes."
+    assert strip_prefix("Snow es", "Snow está esperado en los cerros.") == "está esperado en los cerros."
+    assert strip_prefix("a b c d", "a b x y z") == "x y z"  # two words redone: the most
+    assert strip_prefix("a b c d", "a x y z") is None  # three: translated alone
+    assert strip_prefix("a b c d", "a x y z", redo=3) == "x y z"
+    assert strip_prefix("Alguna tienda", "Algunos dueños de tienda") is None  # nothing shared
+    assert strip_prefix("a b", "a b") is None  # nothing left to say

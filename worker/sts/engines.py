@@ -22,7 +22,7 @@ from worker.sts.apertium import Translator
 from worker.sts.asr import AsrCounts, UnitAsr
 from worker.sts.audio import AudioError, to_pcm_f32
 from worker.sts.beam import BeamChooser, Room
-from worker.sts.context import SpeechContext, joined, strip_prefix
+from worker.sts.context import REDO_WORDS, SpeechContext, joined, strip_prefix
 from worker.sts.protocol import AudioIn, StageTimings, StreamConfig
 
 
@@ -254,16 +254,17 @@ def translate(text: str, source: str, target: str, mt: MtRun = apertium_once) ->
 
 
 def translate_in_context(text: str, sentence_start: str, source: str, target: str,
-                         mt: MtRun = apertium_once) -> str:
+                         mt: MtRun = apertium_once, redo: int = REDO_WORDS) -> str:
     """``text`` translated as the rest of the sentence ``sentence_start`` began (one Apertium call: the
-    beginning and the whole sentence as two paragraphs), less what the beginning's translation said."""
+    beginning and the whole sentence as two paragraphs), less what the beginning's translation said (but
+    its last ``redo`` words, where the whole says them otherwise: ``strip_prefix``)."""
     if not sentence_start:
         return translate(text, source, target, mt)
     chain = languages.MT_CHAINS[(source, target)]
     paragraphs = [" ".join(p.split()) for p in mt(f"{sentence_start}\n\n{joined(sentence_start, text)}\n",
                                                    chain).split("\n\n")]
     paragraphs = [p for p in paragraphs if p]
-    rest = strip_prefix(paragraphs[0], paragraphs[1]) if len(paragraphs) == 2 else None
+    rest = strip_prefix(paragraphs[0], paragraphs[1], redo) if len(paragraphs) == 2 else None
     return rest if rest is not None else translate(text, source, target, mt)
 
 
