@@ -5,10 +5,11 @@ script, not audio: the ASR is left out). The beginning is translated alone, as i
 rest with the beginning as context, the beginning's translation taken off the front of the whole's
 (``worker.sts.engines.translate_in_context``), allowing its last ``redo`` words to differ from the
 whole's (``worker.sts.context.strip_prefix``); ``redo`` 0, the exact match only, is the baseline (the
-behaviour before 2026-12-07). Figures per corpus and ``redo``: chrF (sacrebleu) of the joined
-translations against the same MT on the whole sentences, how many rests were taken off the whole
-(``exact``: the beginning's translation matched word for word; ``redone``: all but its last ``redo``
-words) and how many were translated alone, and the words said twice in meaning (the redone ones).
+behaviour before 2026-12-07, but for day and month names, which keep their capital in both). Figures per
+corpus and ``redo``: chrF (sacrebleu) of the joined translations against the same MT on the whole
+sentences, how many rests were taken off the whole (``exact``: the beginning's translation matched word
+for word; ``redone``: all but its last ``redo`` words) and how many were translated alone, and the words
+said twice in meaning (the redone ones).
 
     python -m bench.context [--redo 0 1 2 3] [--json out.json]
 """
