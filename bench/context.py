@@ -17,6 +17,7 @@ said twice in meaning (the redone ones).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from typing import Any
 
@@ -24,33 +25,36 @@ import sacrebleu
 
 from bench.speech import NEWS, librivox_script
 from worker.sts.apertium import Translator
-from worker.sts.context import joined, strip_prefix, word_list
-from worker.sts.engines import translate, translate_in_context
+from worker.sts.context import strip_prefix, word_list
+from worker.sts.engines import MtRun, beginning_and_whole, translate, translate_in_context
+
+
+def capitalised(text: str) -> str:
+    """With a capital, as Whisper begins a unit."""
+    return text[:1].upper() + text[1:]
 
 
 def cuts(sentence: str) -> list[tuple[str, str]]:
-    """The sentence cut after each word but the first and the last two: (beginning, rest), the rest
-    with a capital as Whisper begins a unit."""
+    """The sentence cut after each word but the first and the last two: (beginning, rest)."""
     words = sentence.split()
-    return [(" ".join(words[:k]), (lambda r: r[:1].upper() + r[1:])(" ".join(words[k:])))
-            for k in range(2, len(words) - 1)]
+    return [(" ".join(words[:k]), capitalised(" ".join(words[k:]))) for k in range(2, len(words) - 1)]
 
 
-def run(sentences: list[str], redo: int, translator: Translator) -> dict[str, Any]:
+def run(sentences: list[str], redo: int, mt: MtRun) -> dict[str, Any]:
     hyps, refs = [], []
     counts = {"exact": 0, "redone": 0, "alone": 0, "words_redone": 0}
     for sentence in sentences:
-        whole = translate(sentence, "en", "es", translator.run)
+        whole = translate(sentence, "en", "es", mt)
         for start, rest in cuts(sentence):
-            said = translate(start, "en", "es", translator.run)  # the beginning's unit, dubbed alone
-            after = translate_in_context(rest, start, "en", "es", translator.run, redo)
-            first, both = (" ".join(p.split()) for p in
-                           translator.run(f"{start}\n\n{joined(start, rest)}\n", ("eng-spa",)).split("\n\n")[:2])
-            if strip_prefix(first, both, 0) is not None:
+            said = translate(start, "en", "es", mt)  # the beginning's unit, dubbed alone
+            after = translate_in_context(rest, start, "en", "es", mt, redo)
+            both = beginning_and_whole(rest, start, "en", "es", mt)  # the same call: answered from the cache
+            if both is not None and strip_prefix(*both, 0) is not None:
                 counts["exact"] += 1
-            elif strip_prefix(first, both, redo) is not None:
+            elif both is not None and strip_prefix(*both, redo) is not None:
                 counts["redone"] += 1
-                counts["words_redone"] += len(word_list(first)) - (len(word_list(both)) - len(word_list(after)))
+                first, joined_whole = both  # the beginning's words less those the whole shares with it
+                counts["words_redone"] += len(word_list(first)) - (len(word_list(joined_whole)) - len(word_list(after)))
             else:
                 counts["alone"] += 1
             hyps.append(f"{said} {after}")
@@ -65,13 +69,14 @@ def main() -> None:
     args = ap.parse_args()
     corpora = {"news": NEWS}
     if (libri := librivox_script()) is not None:
-        corpora["librivox"] = [s[:1].upper() + s[1:] for s in libri]
+        corpora["librivox"] = [capitalised(s) for s in libri]
     translator = Translator()
+    mt: MtRun = functools.lru_cache(maxsize=None)(translator.run)  # each text once, whatever the redo
     out: dict[str, dict[str, Any]] = {}
     try:
         for name, sentences in corpora.items():
             for redo in args.redo:
-                out[f"{name}/redo {redo}"] = row = run(sentences, redo, translator)
+                out[f"{name}/redo {redo}"] = row = run(sentences, redo, mt)
                 print(f"{name:9s} redo {redo}: {json.dumps(row)}", flush=True)
     finally:
         translator.close()

@@ -255,17 +255,23 @@ def translate(text: str, source: str, target: str, mt: MtRun = apertium_once) ->
 
 def translate_in_context(text: str, sentence_start: str, source: str, target: str,
                          mt: MtRun = apertium_once, redo: int = REDO_WORDS) -> str:
-    """``text`` translated as the rest of the sentence ``sentence_start`` began (one Apertium call: the
-    beginning and the whole sentence as two paragraphs), less what the beginning's translation said (but
-    its last ``redo`` words, where the whole says them otherwise: ``strip_prefix``)."""
-    if not sentence_start:
-        return translate(text, source, target, mt)
+    """``text`` translated as the rest of the sentence ``sentence_start`` began, less what the beginning's
+    translation said (but its last ``redo`` words, where the whole says them otherwise: ``strip_prefix``);
+    translated alone where the two do not line up."""
+    both = beginning_and_whole(text, sentence_start, source, target, mt) if sentence_start else None
+    rest = strip_prefix(*both, redo) if both is not None else None
+    return rest if rest is not None else translate(text, source, target, mt)
+
+
+def beginning_and_whole(text: str, sentence_start: str, source: str, target: str,
+                        mt: MtRun = apertium_once) -> tuple[str, str] | None:
+    """The translations of ``sentence_start`` and of the whole sentence it and ``text`` make, in one
+    Apertium call (two paragraphs); None if the answer is not two paragraphs."""
     chain = languages.MT_CHAINS[(source, target)]
     paragraphs = [" ".join(p.split()) for p in mt(f"{sentence_start}\n\n{joined(sentence_start, text)}\n",
                                                    chain).split("\n\n")]
     paragraphs = [p for p in paragraphs if p]
-    rest = strip_prefix(paragraphs[0], paragraphs[1], redo) if len(paragraphs) == 2 else None
-    return rest if rest is not None else translate(text, source, target, mt)
+    return (paragraphs[0], paragraphs[1]) if len(paragraphs) == 2 else None
 
 
 def speak(text: str, language: str, voice_profile: str) -> bytes:
